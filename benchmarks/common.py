@@ -1,0 +1,71 @@
+"""Shared helpers for the benchmark scripts (paths, records, resumable result files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "runs"  # scratch run folders (git-ignored)
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def data_dir(task: str) -> str:
+    """The shared data folder of a task (the benchmarks read the offline copies)."""
+    folder = SHARED_DATA / task
+    if not folder.is_dir():
+        raise SystemExit(
+            f"benchmark data not found: {folder} (expected ../shared/data beside the repo)"
+        )
+    return str(folder)
+
+
+def machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+    }
+
+
+def write_results(name: str, records, smoke: bool) -> Path:
+    """Write ``records`` to benchmarks/results/<name>.json (``*.smoke.json`` in smoke mode)."""
+    from cahp_core.atomic import write_json_atomic
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
+    write_json_atomic(path, records)
+    print(f"wrote {path}")
+    return path
+
+
+class RecordCache:
+    """Append-only JSON Lines of finished measurements, so an interrupted benchmark resumes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.records = (
+            [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if path.is_file()
+            else []
+        )
+
+    def find(self, **key) -> list[dict]:
+        return [r for r in self.records if all(r.get(k) == v for k, v in key.items())]
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())

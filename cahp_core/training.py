@@ -1,0 +1,179 @@
+"""Fine-tuning with transformers' Trainer and evaluation (accuracy, macro-F1, optional mask)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.utils import logging as hf_logging
+
+from .errors import CAHPError
+from .masking import head_gates, keep_to_gates
+from .models import pick_device
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], message)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters (paper defaults)."""
+
+    epochs: float = 3.0
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 42
+
+    def validate(self) -> FinetuneConfig:
+        if self.epochs <= 0:
+            raise CAHPError(f"epochs must be > 0; got {self.epochs}")
+        if self.learning_rate <= 0:
+            raise CAHPError(f"learning rate must be > 0; got {self.learning_rate}")
+        if self.batch_size < 1:
+            raise CAHPError(f"batch size must be >= 1; got {self.batch_size}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise CAHPError(f"warmup ratio must be in [0, 1); got {self.warmup_ratio}")
+        return self
+
+
+class _ProgressReporter(TrainerCallback):
+    """Forwards Trainer progress to a ``(fraction, message)`` callback (the dashboard's)."""
+
+    def __init__(self, callback: ProgressCallback):
+        self.callback = callback
+
+    def on_step_end(self, args, state, control, **kwargs):
+        total = max(state.max_steps, 1)
+        self.callback(state.global_step / total, f"step {state.global_step}/{total}")
+
+
+def _training_args(config: FinetuneConfig, device: torch.device, output_dir: str):
+    return TrainingArguments(
+        output_dir=output_dir,
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device.type == "cpu",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def finetune(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_features: Sequence[dict],
+    config: FinetuneConfig | None = None,
+    *,
+    device: str = "auto",
+    progress: ProgressCallback | None = None,
+) -> dict:
+    """Fine-tune ``model`` in place on tokenised features; returns training statistics."""
+    config = (config or FinetuneConfig()).validate()
+    if len(train_features) == 0:
+        raise CAHPError("the training split is empty; pass more data or a larger --max-train")
+    torch_device = pick_device(device)
+    callbacks = [_ProgressReporter(progress)] if progress else []
+    with tempfile.TemporaryDirectory(prefix="cahp-trainer-") as scratch:
+        trainer = Trainer(
+            model=model,
+            args=_training_args(config, torch_device, scratch),
+            train_dataset=list(train_features),
+            data_collator=DataCollatorWithPadding(tokenizer),
+            callbacks=callbacks,
+        )
+        result = trainer.train()
+    model.eval()
+    return {"train_loss": float(result.training_loss), **asdict(config)}
+
+
+@torch.no_grad()
+def predict(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    features: Sequence[dict],
+    *,
+    batch_size: int = 64,
+    keep: np.ndarray | None = None,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Predicted class per example, optionally with heads outside ``keep`` gated to zero."""
+    model.eval()
+    device = next(model.parameters()).device
+    # sort by length so dynamic padding wastes little; map back with the order afterwards
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    inputs = [{k: v for k, v in features[i].items() if k != "labels"} for i in order]
+    loader = DataLoader(
+        inputs, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer)
+    )
+    gates = head_gates(model, keep_to_gates(keep)) if keep is not None else contextlib.nullcontext()
+    predictions = []
+    with gates:
+        for batch in tqdm(loader, desc="evaluate", disable=not show_progress, leave=False):
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # [batch, labels]
+            predictions.append(logits.argmax(-1).cpu().numpy())
+    sorted_predictions = np.concatenate(predictions) if predictions else np.zeros(0, dtype=int)
+    result = np.empty_like(sorted_predictions)
+    result[order] = sorted_predictions
+    return result
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
+    """Accuracy, macro-F1 and the number of examples."""
+    return {
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "macro_f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+        "n": int(len(labels)),
+    }
+
+
+def evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    features: Sequence[dict],
+    *,
+    batch_size: int = 64,
+    keep: np.ndarray | None = None,
+    show_progress: bool = False,
+) -> dict:
+    """Accuracy and macro-F1 of ``model`` on tokenised features (with an optional head mask)."""
+    if len(features) == 0:
+        raise CAHPError("the evaluation split is empty; pass more data or a larger --max-eval")
+    labels = np.array([f["labels"] for f in features])
+    predictions = predict(
+        model, tokenizer, features, batch_size=batch_size, keep=keep, show_progress=show_progress
+    )
+    return classification_metrics(labels, predictions)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' info chatter (keeps warnings that matter)."""
+    hf_logging.set_verbosity_error()
