@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -33,6 +36,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual file mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -337,6 +337,16 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_bundle(args) -> int:
+    from .results import make_bundle
+
+    command = f"cahp bundle {args.run} --out {args.out}"
+    out = make_bundle(args.run, args.out, command=args.recipe or command)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"bundle written to {out} ({size / 1e6:.2f} MB, no weights)")
+    return 0
+
+
 def cmd_dashboard(args) -> int:
     from streamlit.web import cli as stcli
 
@@ -448,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true")
     p.set_defaults(func=cmd_baseline)
+
+    p = add("bundle", "copy a finished run's analysis artefacts (no weights) for the dashboard")
+    p.add_argument("run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--recipe", help="the command that produced the run, recorded in bundle.json")
+    p.set_defaults(func=cmd_bundle)
 
     p = add("dashboard", "start the Streamlit dashboard (localhost only by default)")
     p.add_argument("--port", type=int, default=8501)

@@ -75,7 +75,8 @@ def chord_knee(x: np.ndarray, y: np.ndarray) -> int:
     """
     xs = (x - x[0]) / (x[-1] - x[0])
     span = y.max() - y.min()
-    ys = (y - y.min()) / span if span > 0 else np.zeros_like(y)
+    flat = span <= 1e-12 * max(1.0, float(np.abs(y).max()))
+    ys = np.zeros_like(y) if flat else (y - y.min()) / span
     chord = ys[0] + (ys[-1] - ys[0]) * xs
     distance = np.abs(ys - chord)
     return int(np.flatnonzero(distance >= distance.max() - 1e-12)[0])

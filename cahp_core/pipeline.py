@@ -29,7 +29,7 @@ from .atomic import (
 from .baselines import gradient_selection, random_selection
 from .clustering import ClusteringResult, cluster_heads
 from .config import EXPORT_ONLY_FIELDS, RunConfig
-from .data import TaskData, load_task, tokenize_records
+from .data import TaskData, load_task, subset, tokenize_records
 from .distances import HeadDistances, head_distances
 from .errors import CAHPError
 from .graph import build_head_graph, graph_to_json
@@ -419,26 +419,34 @@ def graph_stage(
 
 
 def prune_finetune(
-    ctx: RunContext, keep: np.ndarray, *, stage: str = "export", masked_accuracy: bool = True
+    ctx: RunContext,
+    keep: np.ndarray,
+    *,
+    stage: str = "export",
+    masked_accuracy: bool = True,
+    seed: int | None = None,
+    max_train: int | None = None,
 ) -> tuple[LoadedModel, dict | None]:
     """Prune a copy of the fine-tuned model to ``keep`` and fine-tune it once.
 
-    Returns the pruned model and the masked accuracy of the full model before fine-tuning.
-    The cached full model is never mutated.
+    Returns the pruned model and the masked accuracy of the full model before fine-tuning
+    (None if ``masked_accuracy`` is False). The cached full model is never mutated.
+    ``seed`` and ``max_train`` (a seeded subset of the training split) default to the run's.
     """
     c = ctx.config
+    seed = c.seed if seed is None else seed
     full = ctx.finetuned()
     ctx.progress(stage, 0.0, f"pruning to {int(keep.sum())} of {keep.size} heads")
     masked = None
     if masked_accuracy:
         masked = evaluate(full.model, full.tokenizer, ctx.eval_features, keep=keep)
     pruned = LoadedModel(remove_heads(copy.deepcopy(full.model), keep), full.tokenizer, "pruned")
-    torch.manual_seed(c.seed)
+    torch.manual_seed(seed)
     finetune(
         pruned.model,
         pruned.tokenizer,
-        ctx.train_features,
-        FinetuneConfig(c.prune_epochs, c.learning_rate, c.batch_size, seed=c.seed),
+        subset(ctx.train_features, max_train, seed),
+        FinetuneConfig(c.prune_epochs, c.learning_rate, c.batch_size, seed=seed),
         device=c.device,
         progress=ctx.stage_progress(stage),
     )
