@@ -1,0 +1,96 @@
+"""A one-file HTML report of a run for presentations (works offline: plotly.js inlined once)."""
+
+from __future__ import annotations
+
+import html
+import io
+import zipfile
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from cahp_core.proximity import compare_depths
+from cahp_core.results import RunView
+
+from . import figures
+from .selection_view import DegreeView, method_maps
+
+
+def run_figures(view: RunView, chosen: DegreeView) -> dict[str, go.Figure]:
+    """Every figure of a run at one degree, by file-friendly name."""
+    maps = method_maps(view, chosen.keep)
+    out = {
+        "knee": figures.knee_figure(chosen.knee, chosen.expected_accuracy),
+        "layer_map": figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised),
+        "cluster_sizes": figures.cluster_sizes_figure(chosen.labels),
+        "per_layer": figures.per_layer_figure(maps),
+    }
+    if view.task_curve:
+        out["task_curve"] = figures.task_curve_figure(view.task_curve, chosen.heads_kept)
+    if view.clustering.embedding is not None:
+        out["tsne"] = figures.embedding_figure(
+            view.clustering.embedding, chosen.labels, chosen.keep, "t-SNE of head distances"
+        )
+    if view.graph is not None:
+        out["head_graph"] = figures.graph_figure(
+            view.graph, chosen.labels, chosen.keep, view.salience.normalised
+        )
+    return out
+
+
+def figure_html(fig: go.Figure) -> str:
+    """A standalone HTML file for one figure (plotly.js inlined: no network needed)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def report_html(view: RunView, chosen: DegreeView) -> str:
+    """Summary, figures and the kept-head table in one self-contained HTML page."""
+    summary = view.summary or {}
+    config = view.config
+    maps = method_maps(view, chosen.keep)
+    depth = compare_depths(maps).drop(columns=["kept_per_layer"]).round(3)
+    rows = "".join(
+        f"<tr><td>{ly}</td><td>{h}</td><td>{view.salience.normalised[ly, h]:.3f}</td>"
+        f"<td>{chosen.labels[ly * chosen.keep.shape[1] + h]}</td></tr>"
+        for ly, h in zip(*chosen.keep.nonzero(), strict=True)
+    )
+    facts = {
+        "model": config.model,
+        "task": config.task,
+        "polynomial degree": chosen.degree,
+        "knee (clusters)": chosen.knee.knee,
+        "knee fallback": chosen.knee.reason if chosen.knee.fallback else "no",
+        "heads kept": f"{chosen.heads_kept} of {chosen.keep.size}",
+        "kept per layer": list(map(int, chosen.keep.sum(axis=1))),
+        "accuracy, full model": summary.get("accuracy_full"),
+        "accuracy, pruned + fine-tuned (run's own degree)": summary.get("accuracy_pruned"),
+        "expected masked accuracy at this degree": chosen.expected_accuracy,
+    }
+    fact_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(f'{v:.3f}' if isinstance(v, float) else str(v))}</td></tr>"
+        for k, v in facts.items()
+        if v is not None
+    )
+    parts = []
+    for index, (name, fig) in enumerate(run_figures(view, chosen).items()):
+        body = fig.to_html(include_plotlyjs=index == 0, full_html=False)
+        parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>{body}")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>CAHP report: {html.escape(view.path.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 10px;text-align:left}}</style></head>
+<body><h1>CAHP Studio report: {html.escape(view.path.name)}</h1>
+<table>{fact_rows}</table>
+<h2>depth statistics (proximity bias)</h2>{depth.to_html(index=False)}
+{"".join(parts)}
+<h2>kept heads</h2><table><tr><th>layer</th><th>head</th><th>salience</th><th>cluster</th></tr>{rows}</table>
+</body></html>"""
+
+
+def zip_folder(folder: Path) -> bytes:
+    """A folder as zip bytes (for download buttons)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(folder.parent))
+    return buffer.getvalue()

@@ -1,0 +1,71 @@
+"""Clusters per layer: the layer x head cluster map, cluster sizes and 2-D embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from dashboard import figures
+from dashboard.selection_view import degree_view
+from dashboard.state import current_degree, current_view
+
+
+@st.cache_data(show_spinner="Computing the UMAP embedding…")
+def umap_embedding(distance: np.ndarray, seed: int = 42) -> np.ndarray:
+    """UMAP of the heads from their distance matrix (cached per run)."""
+    import umap
+
+    reducer = umap.UMAP(
+        n_neighbors=min(10, len(distance) - 1),
+        metric="precomputed",
+        random_state=seed,
+        init="random",
+    )
+    return reducer.fit_transform(distance)
+
+
+st.title("Clusters per layer")
+view = current_view()
+if view is not None:
+    degree = current_degree(view)
+    chosen = degree_view(view, degree)
+    st.caption(
+        f"Degree {degree}: knee at {chosen.knee.knee} clusters, {chosen.heads_kept} heads kept "
+        "(stars). Colours are clusters, the same on every page."
+    )
+    st.plotly_chart(
+        figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised),
+        use_container_width=True,
+    )
+    left, right = st.columns(2)
+    left.subheader("Cluster sizes")
+    left.plotly_chart(figures.cluster_sizes_figure(chosen.labels), use_container_width=True)
+    right.subheader("Embedding of the heads")
+    kinds = [
+        k
+        for k, ok in (
+            ("t-SNE (used for clustering)", view.clustering.embedding is not None),
+            ("UMAP", view.distance is not None),
+        )
+        if ok
+    ]
+    if kinds:
+        kind = right.radio("Embedding", kinds, horizontal=True, label_visibility="collapsed")
+        if kind == "UMAP":
+            points = umap_embedding(np.asarray(view.distance, dtype=np.float64))
+        else:
+            points = view.clustering.embedding
+        right.plotly_chart(
+            figures.embedding_figure(points, chosen.labels, chosen.keep, kind),
+            use_container_width=True,
+        )
+    if view.head_maps is not None:
+        st.subheader("What a head attends to")
+        n_layers, n_heads = view.shape
+        c1, c2 = st.columns(2)
+        layer = c1.selectbox("Layer", list(range(n_layers)))
+        head = c2.selectbox("Head", list(range(n_heads)))
+        st.plotly_chart(
+            figures.head_map_figure(view.head_maps[layer, head], layer, head),
+            use_container_width=True,
+        )

@@ -1,0 +1,59 @@
+"""Head graph: all heads of all layers, kNN edges by information-theoretic distance."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import streamlit.components.v1 as components
+
+from cahp_core.graph import build_head_graph, graph_to_json
+from dashboard import figures
+from dashboard.graph_view import head_graph_html
+from dashboard.selection_view import degree_view
+from dashboard.state import current_degree, current_view
+
+st.title("Head graph")
+view = current_view()
+if view is not None:
+    degree = current_degree(view)
+    chosen = degree_view(view, degree)
+    graph = view.graph
+    if graph is None and view.distance is not None:
+        n_layers, n_heads = view.shape
+        graph = graph_to_json(
+            build_head_graph(view.distance, n_layers, n_heads, view.config.graph_neighbors)
+        )
+    if graph is None:
+        st.error(
+            "This run has no head graph (graph.json) and no distance matrix; re-run it with `cahp run`."
+        )
+        st.stop()
+    st.caption(
+        f"Degree {degree} (change it on the Knee page): {chosen.heads_kept} heads kept. Heads are "
+        "placed by layer (left to right), coloured by cluster, sized by salience; kept heads "
+        "are stars. Hover a head for details; drag to pan, scroll to zoom."
+    )
+    n_layers, _ = view.shape
+    clusters = sorted({int(c) for c in chosen.labels})
+    c1, c2, c3 = st.columns([2, 2, 1])
+    layers = c1.multiselect("Layers", list(range(n_layers)), default=list(range(n_layers)))
+    picked = c2.multiselect("Clusters", clusters, default=[], placeholder="all clusters")
+    style = c3.radio("View", ["Interactive", "Plotly"], horizontal=True)
+    if style == "Interactive":
+        html = head_graph_html(
+            graph,
+            chosen.labels,
+            chosen.keep,
+            view.salience.normalised,
+            layers=layers,
+            clusters=picked or None,
+        )
+        components.html(html, height=650, scrolling=False)
+    else:
+        st.plotly_chart(
+            figures.graph_figure(graph, chosen.labels, chosen.keep, view.salience.normalised),
+            use_container_width=True,
+        )
+    st.caption(
+        f"{len(graph['nodes'])} heads, {len(graph['edges'])} edges, {len(np.unique(chosen.labels))} clusters"
+    )
