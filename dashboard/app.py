@@ -20,12 +20,27 @@ st.set_page_config(page_title="CAHP Studio", page_icon="✂️", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page(PAGES / "run.py", title="Run", icon="▶️"),
-        st.Page(PAGES / "knee.py", title="Knee", icon="📈", default=True),
-        st.Page(PAGES / "head_graph.py", title="Head graph", icon="🕸️"),
-        st.Page(PAGES / "clusters.py", title="Clusters per layer", icon="🧩"),
-        st.Page(PAGES / "proximity.py", title="Proximity bias", icon="📊"),
-        st.Page(PAGES / "export.py", title="Export", icon="📦"),
+        st.Page(PAGES / "knee.py", title="Knee", icon=":material/show_chart:", default=True),
+        st.Page(
+            PAGES / "head_graph.py",
+            title="Head graph",
+            icon=":material/hub:",
+            url_path="head_graph",
+        ),
+        st.Page(
+            PAGES / "clusters.py",
+            title="Clusters per layer",
+            icon=":material/grid_view:",
+            url_path="clusters",
+        ),
+        st.Page(
+            PAGES / "proximity.py",
+            title="Proximity bias",
+            icon=":material/bar_chart:",
+            url_path="proximity",
+        ),
+        st.Page(PAGES / "export.py", title="Export", icon=":material/download:", url_path="export"),
+        st.Page(PAGES / "run.py", title="Run", icon=":material/play_arrow:", url_path="run"),
     ]
 )
 

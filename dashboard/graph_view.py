@@ -69,7 +69,7 @@ def head_graph_html(
             net.add_edge(
                 edge["source"],
                 edge["target"],
-                value=float(edge.get("weight", 1.0)),
+                width=0.5 + 2.0 * float(edge.get("weight", 1.0)),
                 color="#cbd5e1",
             )
     return strip_remote_resources(net.generate_html(notebook=False))

@@ -1,0 +1,175 @@
+"""Browser tier: a real `streamlit run` server driven by Playwright in Debian's chromium.
+
+Opens every page, moves the degree slider and sees the knee change, finds the graph drawn,
+exports the tiny test model, and fails on any page exception or any request that leaves the
+machine. Skipped when chromium is not installed (`.ci/run` installs it with apt).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from cahp_core.pipeline import run_pipeline
+from cahp_core.testing import save_tiny_model, tiny_run_config
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
+SHOTS = Path(os.environ.get("CAHP_SCREENSHOTS", "")) if os.environ.get("CAHP_SCREENSHOTS") else None
+
+if CHROMIUM is None:
+    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("browser-runs")
+    model = save_tiny_model(tmp_path_factory.mktemp("browser-model") / "tiny")
+    run_pipeline(tiny_run_config(model), runs / "tiny-run")
+    port = _free_port()
+    env = {**os.environ, "CAHP_RUNS_DIR": str(runs), "CAHP_DEFAULT_RUN": str(runs / "tiny-run")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboard" / "app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start:\n" + process.stdout.read().decode(errors="replace"))
+    yield url, runs
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture
+def browser_page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        remote, errors = [], []
+
+        def watch_request(request):
+            parsed = urlparse(request.url)
+            if (
+                parsed.scheme in ("http", "https", "ws", "wss")
+                and parsed.hostname not in LOCAL_HOSTS
+            ):
+                remote.append(request.url)
+
+        page.on("request", watch_request)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        yield page, server[0], server[1]
+        browser.close()
+        assert not remote, f"requests left the machine: {remote[:5]}"
+        assert not errors, f"page errors: {errors[:5]}"
+
+
+def _open(page, url: str, title: str) -> None:
+    page.goto(url)
+    page.get_by_role("heading", name=title).wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    assert page.locator("[data-testid='stException']").count() == 0, f"exception on {url}"
+    assert page.get_by_text("Page not found").count() == 0, f"no page at {url}"
+    if SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(
+            path=str(SHOTS / f"{urlparse(url).path.strip('/') or 'home'}.png"), full_page=True
+        )
+
+
+def _knee_value(page) -> str:
+    metric = page.locator("[data-testid='stMetric']").filter(has_text="Knee (clusters)")
+    return metric.locator("[data-testid='stMetricValue']").inner_text()
+
+
+def test_every_page_and_the_degree_slider(browser_page):
+    page, url, _ = browser_page
+    for path, title in [
+        ("run", "Run CAHP"),
+        ("head_graph", "Head graph"),
+        ("clusters", "Clusters per layer"),
+        ("proximity", "Proximity bias"),
+        ("export", "Export"),
+        ("", "Knee: how many heads to keep"),
+    ]:
+        _open(page, f"{url}/{path}", title)
+    knees = {_knee_value(page)}
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("Home")
+    for _ in range(4):
+        slider.press("ArrowRight")
+        page.wait_for_timeout(1500)
+        knees.add(_knee_value(page))
+        assert page.locator("[data-testid='stException']").count() == 0
+    assert len(knees) > 1, f"the knee never changed while moving the degree: {knees}"
+
+
+def test_head_graph_is_drawn_offline(browser_page):
+    page, url, _ = browser_page
+    _open(page, f"{url}/head_graph", "Head graph")
+    frame = page.frame_locator("iframe").first
+    frame.locator("canvas").first.wait_for(timeout=30_000)
+    assert frame.locator("canvas").count() >= 1
+
+
+def test_export_from_the_browser(browser_page):
+    page, url, runs = browser_page
+    _open(page, f"{url}/export", "Export")
+    page.get_by_role("button", name="Prune, fine-tune once and export").click()
+    page.get_by_text("Export finished").wait_for(timeout=180_000)
+    assert list((runs / "exports").glob("*/kept_heads.json"))
+    page.get_by_role("button", name="Model folder (.zip)").wait_for(timeout=30_000)
