@@ -97,7 +97,15 @@ def cmd_finetune(args) -> int:
     from .training import FinetuneConfig, evaluate, finetune
 
     task = _load_task(args, args.max_train, args.max_eval, args.seed)
-    loaded = load_model(args.model, task.spec.num_labels, device=args.device)
+    from transformers import set_seed
+
+    set_seed(args.seed)  # seeds the new classifier's initialisation too
+    loaded = load_model(
+        args.model,
+        task.spec.num_labels,
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+    )
     tokenize = lambda split: tokenize_records(  # noqa: E731
         task.splits[split], loaded.tokenizer, task.spec, args.max_length
     )
@@ -161,7 +169,7 @@ def cmd_prune(args) -> int:
     import copy
 
     from .heads import head_layout
-    from .models import LoadedModel, count_parameters, load_model
+    from .models import LoadedModel, count_parameters, load_model, num_labels_of
     from .onnx_export import ONNX_FILE, export_onnx
     from .pruning import remove_heads, save_pruned
     from .specs import parse_head_spec, removed_to_keep
@@ -171,7 +179,7 @@ def cmd_prune(args) -> int:
         raise CAHPError(
             f"{source} is not a model folder (no config.json); pass the --out of `cahp finetune`"
         )
-    loaded = load_model(source, num_labels=_num_labels_of(source), device="cpu")
+    loaded = load_model(source, num_labels=num_labels_of(source), device="cpu")
     layout = head_layout(loaded.model)
     keep = removed_to_keep(
         parse_head_spec(args.remove, layout.n_layers, layout.max_heads),
@@ -200,14 +208,6 @@ def cmd_prune(args) -> int:
     return 0
 
 
-def _num_labels_of(folder: Path) -> int:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise CAHPError(f"cannot read {folder / 'config.json'}: {exc}") from exc
-    return int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
-
-
 def cmd_run(args) -> int:
     from .config import preset_config
     from .pipeline import run_pipeline
@@ -230,6 +230,8 @@ def cmd_run(args) -> int:
         seed=args.seed,
         device=args.device,
         onnx=args.onnx or None,
+        salience_fraction=args.salience_fraction,
+        trust_remote_code=args.trust_remote_code or None,
     )
     summary = run_pipeline(config, args.out, progress=_progress_printer(args.progress_json))
     print(
@@ -399,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a hub model's own code (off by default)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_finetune)
 
@@ -434,6 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-epochs", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument(
+        "--salience-fraction", type=float, help="share of training batches for salience (0, 1]"
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a hub model's own code (off by default)",
+    )
     p.add_argument("--onnx", action="store_true", help="also export the pruned model to ONNX")
     p.add_argument("--out", required=True, help="run folder (re-run the same command to resume)")
     p.add_argument("--progress-json", help="also write live progress to this JSON file")

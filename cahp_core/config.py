@@ -39,6 +39,7 @@ class RunConfig:
     curve_points: int = 12  # masked-accuracy grid of the task-performance curve
     device: str = "auto"
     onnx: bool = False
+    trust_remote_code: bool = False  # never on unless the user passes --trust-remote-code
     preset: str = "paper"
 
     def validate(self) -> RunConfig:
@@ -86,7 +87,7 @@ class RunConfig:
 
 
 # Settings that change what the cached stages hold; degree and onnx only change the export.
-EXPORT_ONLY_FIELDS = ("degree", "onnx", "device", "preset")
+EXPORT_ONLY_FIELDS = ("degree", "onnx", "device", "preset", "trust_remote_code")
 
 PRESETS: dict[str, dict] = {
     # about 10 minutes for minilm-l6 on SST-5 with 2 CPU cores

@@ -167,6 +167,20 @@ def tiny_bert(
     return LoadedModel(model, tokenizer, "tiny-bert")
 
 
+def num_labels_of(model_dir: str | os.PathLike) -> int:
+    """Number of labels of a saved classifier folder (from its config.json)."""
+    import json
+
+    path = Path(model_dir) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CAHPError(
+            f"cannot read {path} ({exc}); pass a model folder saved by CAHP Studio"
+        ) from exc
+    return int(config.get("num_labels") or len(config.get("id2label") or {}) or 2)
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of parameters (weights + biases)."""
     return sum(p.numel() for p in model.parameters())

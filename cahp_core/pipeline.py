@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import set_seed
 
 from .atomic import (
     load_npz,
@@ -152,8 +153,10 @@ def ensure_finetuned(ctx: RunContext) -> None:
         return
     c = ctx.config
     with ctx.run.stage("finetune") as st:
-        loaded = load_model(c.model, ctx.num_labels, device=c.device)
-        torch.manual_seed(c.seed)
+        set_seed(c.seed)  # before loading: the new classifier's initialisation is seeded too
+        loaded = load_model(
+            c.model, ctx.num_labels, device=c.device, trust_remote_code=c.trust_remote_code
+        )
         stats = finetune(
             loaded.model,
             loaded.tokenizer,
@@ -583,11 +586,13 @@ def export_with_degree(
     onnx: bool = False,
     progress: Progress | None = None,
     announce: Callable[[dict], None] | None = None,
+    model: LoadedModel | None = None,
 ) -> dict:
     """Re-select with another degree from the cached stages, prune, fine-tune once, save."""
     import json
 
     ctx = load_context(run_dir, progress, degree=degree)
+    ctx._model = model  # a caller's cached fine-tuned model: only ever deep-copied, never changed
     for stage in ("salience", "clustering"):
         if not ctx.run.is_done(stage):
             raise CAHPError(

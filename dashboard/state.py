@@ -87,3 +87,11 @@ def set_degree(view: RunView, degree: int) -> None:
 
 def max_degree(view: RunView) -> int:
     return max(1, min(15, len(view.clustering.ks) - 1))
+
+
+@st.cache_resource(show_spinner="Loading the fine-tuned model…", max_entries=2)
+def cached_model(model_dir: str, num_labels: int):
+    """The run's fine-tuned model, shared by every session: never mutated (export deep-copies)."""
+    from cahp_core.models import load_model
+
+    return load_model(model_dir, num_labels, device="cpu")

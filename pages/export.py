@@ -8,10 +8,11 @@ from pathlib import Path
 import streamlit as st
 
 from cahp_core.errors import CAHPError
+from cahp_core.models import num_labels_of
 from cahp_core.pipeline import export_with_degree
 from dashboard.report import figure_html, report_html, run_figures, zip_folder
 from dashboard.selection_view import degree_view
-from dashboard.state import current_degree, current_view, default_run, runs_root
+from dashboard.state import cached_model, current_degree, current_view, default_run, runs_root
 
 st.title("Export")
 view = current_view()
@@ -51,8 +52,18 @@ if view is not None:
                 bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
 
             try:
+                model = None
+                if view.has_model:
+                    model = cached_model(
+                        str(view.path / "model"), num_labels_of(view.path / "model")
+                    )
                 info = export_with_degree(
-                    writable_run(view.path), degree, out_dir, onnx=onnx, progress=progress
+                    writable_run(view.path),
+                    degree,
+                    out_dir,
+                    onnx=onnx,
+                    progress=progress,
+                    model=model,
                 )
             except CAHPError as exc:
                 status.update(label="Export failed", state="error")

@@ -1,0 +1,132 @@
+"""Engine overhead against the physical limit, as ratios measured in one run.
+
+- signature pass / a bare eager forward pass over the same examples and batches;
+- salience / a bare forward + backward pass over the same batches;
+- distances + clustering + knee time for all the model's heads (seconds);
+- time from a degree change to the new knee (seconds; cached clustering).
+
+    python benchmarks/overhead.py [--examples 512] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from common import machine, write_results
+
+from cahp_core.clustering import cluster_heads
+from cahp_core.data import load_task, tokenize_records
+from cahp_core.distances import head_distances
+from cahp_core.models import load_model, tiny_bert
+from cahp_core.salience import gradient_salience, training_loader
+from cahp_core.selection import CAHPSelector
+from cahp_core.signatures import compute_signatures, ensure_eager
+
+
+def timed(fn, repeats: int = 1) -> float:
+    """Best of ``repeats`` wall-clock seconds (the least disturbed run)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bare_forward(model, loader) -> None:
+    with torch.no_grad():
+        for batch in loader:
+            batch.pop("labels", None)
+            model(**batch)
+
+
+def bare_forward_backward(model, loader, n_batches: int) -> None:
+    for step, batch in enumerate(loader):
+        if step >= n_batches:
+            break
+        model(**batch).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--examples", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args()
+    n, repeats = (32, 1) if args.smoke else (args.examples, args.repeats)
+    task = load_task("sst5", max_train=n, seed=0)
+    loaded = tiny_bert(num_labels=5) if args.smoke else load_model("minilm-l6", 5, device="cpu")
+    model, tokenizer = loaded.model.eval(), loaded.tokenizer
+    ensure_eager(model)
+    features = tokenize_records(task.splits["train"], tokenizer, task.spec)
+    from cahp_core.data import make_dataloader
+
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    sorted_features = [features[i] for i in order]  # the signature pass batches by length too
+    forward_s = timed(
+        lambda: bare_forward(model, make_dataloader(sorted_features, tokenizer, 32)), repeats
+    )
+    signature_s = timed(
+        lambda: compute_signatures(model, tokenizer, features, 5, show_progress=False), repeats
+    )
+    fraction = 0.25
+    n_batches = max(1, int(np.ceil(fraction * len(training_loader(tokenizer, features, 32, 42)))))
+    fwd_bwd_s = timed(
+        lambda: bare_forward_backward(
+            model, training_loader(tokenizer, features, 32, 42), n_batches
+        ),
+        repeats,
+    )
+    salience_s = timed(
+        lambda: gradient_salience(
+            model, tokenizer, features, fraction=fraction, show_progress=False
+        ),
+        repeats,
+    )
+    signatures = compute_signatures(model, tokenizer, features, 5, show_progress=False)
+    salience = gradient_salience(model, tokenizer, features, show_progress=False).normalised
+    selector = CAHPSelector(degree=3 if args.smoke else 6, perplexity=2 if args.smoke else 10)
+
+    def analyse() -> None:
+        distances = head_distances(signatures)
+        clustering = cluster_heads(distances.distance, perplexity=selector.perplexity)
+        selector.fit_from_clustering(clustering, salience, *salience.shape)
+
+    graph_s = timed(analyse, repeats)
+    degrees = range(1, min(11, len(selector.clustering_.ks)))
+    degrees = range(1, min(11, len(selector.clustering_.ks)))
+
+    def change_degrees() -> None:
+        for degree in degrees:
+            selector.set_params(degree=degree)
+            selector.fit_from_clustering(selector.clustering_, salience, *salience.shape)
+
+    degree_s = timed(change_degrees, repeats) / len(degrees)
+    result = {
+        "signature_vs_forward": signature_s / forward_s,
+        "salience_vs_fwd_bwd": salience_s / fwd_bwd_s,
+        "graph_cluster_knee_s": graph_s,
+        "degree_change_s": degree_s,
+        "heads": int(salience.size),
+        "examples": n,
+        "forward_s": forward_s,
+        "signature_s": signature_s,
+        "fwd_bwd_s": fwd_bwd_s,
+        "salience_s": salience_s,
+        "model": "tiny-bert" if args.smoke else "minilm-l6",
+        "machine": machine(),
+    }
+    print(
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k != "machine"}
+    )
+    write_results("overhead", result, args.smoke)
+
+
+if __name__ == "__main__":
+    main()

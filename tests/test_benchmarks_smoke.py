@@ -1,0 +1,60 @@
+"""The benchmark scripts' --smoke modes, so they cannot silently rot (tiny subsets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+pytestmark = pytest.mark.integration
+
+
+def _smoke(script: str, timeout: int = 600) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke"],
+        cwd=ROOT,
+        check=True,
+        timeout=timeout,
+        capture_output=True,
+    )
+
+
+def test_overhead_smoke():
+    _smoke("overhead.py")
+    result = json.loads((RESULTS / "overhead.smoke.json").read_text())
+    assert result["signature_vs_forward"] > 0 and result["salience_vs_fwd_bwd"] > 0
+    assert result["heads"] == 8 and result["degree_change_s"] >= 0
+
+
+def test_deployment_smoke():
+    _smoke("deployment.py")
+    records = json.loads((RESULTS / "deployment.smoke.json").read_text())
+    assert {(r["runtime"], r["batch"]) for r in records} == {
+        ("pytorch", 1),
+        ("pytorch", 32),
+        ("onnxruntime", 1),
+        ("onnxruntime", 32),
+    }
+    assert all(r["params_pruned"] < r["params_full"] and r["ideal_speedup"] > 1 for r in records)
+
+
+def test_quality_smoke(shared_data):
+    _smoke("quality.py", timeout=900)
+    records = json.loads((RESULTS / "quality.smoke.json").read_text())
+    methods = {r["method"] for r in records}
+    assert {"cahp", "gradient", "random", "full"} <= methods
+    assert {r["task"] for r in records} == {"sst5", "mnli"}
+    for r in records:
+        assert 0 <= r["accuracy"] <= 1
+    cahp = {(r["task"], r["budget_frac"]): r["heads"] for r in records if r["method"] == "cahp"}
+    for r in records:
+        if r["method"] in ("gradient", "random"):
+            assert r["heads"] == cahp[(r["task"], r["budget_frac"])]  # same budget
+    proximity = json.loads((RESULTS / "proximity.smoke.json").read_text())
+    assert all(0 <= p["mean_depth"] <= 1 for p in proximity)

@@ -1,0 +1,496 @@
+"""Hardening: bad input gives one clear line and a non-zero exit; runs survive SIGKILL;
+two writers cannot corrupt a run; nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cahp_core.cli import main
+from cahp_core.pipeline import run_pipeline
+from cahp_core.testing import save_tiny_model, tiny_run_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------- fixtures for the table
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """Folders every bad-input case can point at."""
+    base = tmp_path_factory.mktemp("world")
+    tiny = save_tiny_model(base / "tiny")
+    run_pipeline(tiny_run_config(tiny), base / "run")
+
+    def write(folder: str, name: str, text: str | bytes) -> Path:
+        path = base / folder
+        path.mkdir(exist_ok=True)
+        (path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+        return path
+
+    def jsonl(rows) -> str:
+        return "".join(json.dumps(r) + "\n" for r in rows)
+
+    good = [{"text": f"t {i}", "label": i % 5} for i in range(10)]
+    for name, train in {
+        "missing_column": [{"sentence": "a", "label": 0}] * 3,
+        "misnamed_label": [{"text": "a", "y": 0}] * 3,
+        "label_range": [*good, {"text": "x", "label": 9}],
+        "label_float": [*good, {"text": "x", "label": 1.5}],
+        "label_string": [*good, {"text": "x", "label": "positive"}],
+        "single_class": [{"text": f"t {i}", "label": 1} for i in range(5)],
+        "long_text": [{"text": "word " * 5000, "label": i % 5} for i in range(10)],
+    }.items():
+        write(name, "train.jsonl", jsonl(train))
+        write(name, "validation.jsonl", jsonl(good))
+    write("empty_split", "train.jsonl", jsonl(good))
+    write("empty_split", "validation.jsonl", "")
+    write("not_utf8", "train.jsonl", b'{"text": "caf\xe9", "label": 0}\n')
+    write("not_utf8", "validation.jsonl", jsonl(good))
+    write("bad_json", "train.jsonl", '{"text": "a", "label": 0}\n{nope}\n')
+    write("bad_json", "validation.jsonl", jsonl(good))
+    write("wrong_format", "train.txt", "just text\n")
+    write("no_model", "README.md", "not a model\n")
+    write("gpt2", "config.json", json.dumps({"model_type": "gpt2", "n_embd": 64, "n_head": 4}))
+    write(
+        "bad_heads",
+        "config.json",
+        json.dumps({"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}),
+    )
+    # a 3-label classifier checkpoint (SST-5 needs 5 labels)
+    from cahp_core.models import tiny_bert
+
+    three = tiny_bert(num_labels=3)
+    three.model.save_pretrained(base / "three_labels")
+    three.tokenizer.save_pretrained(base / "three_labels")
+    # run folders: from the future, and with a corrupt artefact
+    for name in ("future_run", "corrupt_run"):
+        import shutil
+
+        shutil.copytree(base / "run", base / name)
+    manifest = json.loads((base / "future_run" / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (base / "future_run" / "manifest.json").write_text(json.dumps(manifest))
+    clustering = base / "corrupt_run" / "clustering.npz"
+    clustering.write_bytes(clustering.read_bytes()[:100])
+    return {"base": base, "tiny": tiny, "run": base / "run"}
+
+
+FT = [
+    "finetune",
+    "--task",
+    "sst5",
+    "--max-train",
+    "16",
+    "--max-eval",
+    "8",
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+]
+
+# (case id, argv with {placeholders}, expected message pattern)
+CASES = [
+    # models
+    (
+        "unknown-model-offline",
+        [
+            "finetune",
+            "--model",
+            "no-such-org/no-such-model",
+            "--task",
+            "sst5",
+            "--out",
+            "{base}/o1",
+        ],
+        r"could not load model",
+    ),
+    (
+        "folder-not-a-model",
+        [*FT, "--model", "{base}/no_model", "--out", "{base}/o2"],
+        r"not a model folder",
+    ),
+    (
+        "non-encoder-gpt2",
+        [*FT, "--model", "{base}/gpt2", "--out", "{base}/o3"],
+        r"unsupported architecture 'gpt2'",
+    ),
+    (
+        "heads-do-not-divide-hidden",
+        [*FT, "--model", "{base}/bad_heads", "--out", "{base}/o4"],
+        r"not divisible",
+    ),
+    (
+        "mismatched-num-labels",
+        [*FT, "--model", "{base}/three_labels", "--out", "{base}/o5"],
+        r"3 labels but the task needs\s+5",
+    ),
+    (
+        "cuda-without-gpu",
+        [
+            "finetune",
+            "--model",
+            "{tiny}",
+            "--task",
+            "sst5",
+            "--device",
+            "cuda",
+            "--out",
+            "{base}/o6",
+        ],
+        r"no CUDA GPU|cuda",
+    ),
+    # data
+    (
+        "missing-data-folder",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/nowhere", "--out", "{base}/o7"],
+        r"not found",
+    ),
+    (
+        "wrong-format",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/wrong_format", "--out", "{base}/o8"],
+        r"no \.jsonl or \.csv",
+    ),
+    (
+        "missing-column",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/missing_column", "--out", "{base}/o9"],
+        r"no column\(s\) text",
+    ),
+    (
+        "misnamed-label-column",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/misnamed_label", "--out", "{base}/o10"],
+        r"no column\(s\) label",
+    ),
+    (
+        "label-out-of-range",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/label_range", "--out", "{base}/o11"],
+        r"outside 0\.\.4",
+    ),
+    (
+        "label-not-integer-float",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/label_float", "--out", "{base}/o12"],
+        r"not an integer",
+    ),
+    (
+        "label-not-integer-string",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/label_string", "--out", "{base}/o13"],
+        r"not an integer",
+    ),
+    (
+        "empty-split",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/empty_split", "--out", "{base}/o14"],
+        r"empty",
+    ),
+    (
+        "single-class",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/single_class", "--out", "{base}/o15"],
+        r"single class",
+    ),
+    (
+        "non-utf8",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/not_utf8", "--out", "{base}/o16"],
+        r"not UTF-8",
+    ),
+    (
+        "invalid-json-line",
+        [*FT, "--model", "{tiny}", "--data-dir", "{base}/bad_json", "--out", "{base}/o17"],
+        r"line 2 is not valid JSON",
+    ),
+    (
+        "unknown-task",
+        [*FT[:1], "--model", "{tiny}", "--task", "imdb", "--out", "{base}/o18"],
+        r"unknown task",
+    ),
+    (
+        "custom-without-columns",
+        [
+            "finetune",
+            "--model",
+            "{tiny}",
+            "--task",
+            "custom",
+            "--data-dir",
+            "{base}/long_text",
+            "--out",
+            "{base}/o19",
+        ],
+        r"--text-columns",
+    ),
+    # options
+    (
+        "degree-zero",
+        ["export", "{run}", "--degree", "0", "--out", "{base}/o20"],
+        r"degree must be a whole number >= 1",
+    ),
+    (
+        "degree-too-large",
+        ["export", "{run}", "--degree", "500", "--out", "{base}/o21"],
+        r"degree must be between 1 and",
+    ),
+    (
+        "run-degree-negative",
+        ["run", "--model", "{tiny}", "--task", "sst5", "--degree", "-2", "--out", "{base}/o22"],
+        r"degree",
+    ),
+    (
+        "budget-zero",
+        ["baseline", "{run}", "--method", "gradient", "--heads", "0", "--out", "{base}/o23"],
+        r"between 1 and 12",
+    ),
+    (
+        "budget-too-large",
+        ["baseline", "{run}", "--method", "random", "--heads", "99", "--out", "{base}/o24"],
+        r"between 1 and 12",
+    ),
+    (
+        "salience-fraction-zero",
+        [
+            "run",
+            "--model",
+            "{tiny}",
+            "--task",
+            "sst5",
+            "--salience-fraction",
+            "0",
+            "--out",
+            "{base}/o25",
+        ],
+        r"fraction must be in \(0, 1\]",
+    ),
+    (
+        "salience-fraction-above-one",
+        [
+            "run",
+            "--model",
+            "{tiny}",
+            "--task",
+            "sst5",
+            "--salience-fraction",
+            "1.5",
+            "--out",
+            "{base}/o26",
+        ],
+        r"fraction must be in \(0, 1\]",
+    ),
+    (
+        "max-train-zero",
+        ["run", "--model", "{tiny}", "--task", "sst5", "--max-train", "0", "--out", "{base}/o27"],
+        r"--max-train must be >= 1",
+    ),
+    (
+        "bad-mask-spec",
+        ["evaluate", "{tiny}", "--task", "sst5", "--max-eval", "8", "--mask", "9:0"],
+        r"layer 9 in head spec is out of range",
+    ),
+    (
+        "bad-remove-spec",
+        ["prune", "{tiny}", "--remove", "0:a", "--out", "{base}/o29"],
+        r"malformed",
+    ),
+    # run folders
+    (
+        "missing-run-folder",
+        ["export", "{base}/no_run", "--degree", "3", "--out", "{base}/o30"],
+        r"not a CAHP run folder",
+    ),
+    (
+        "incompatible-run-version",
+        ["export", "{base}/future_run", "--degree", "3", "--out", "{base}/o31"],
+        r"format 99, expected 1",
+    ),
+    (
+        "corrupt-artefact",
+        ["export", "{base}/corrupt_run", "--degree", "3", "--out", "{base}/o32"],
+        r"no finished clustering stage",
+    ),
+    (
+        "other-run-in-folder",
+        ["run", "--model", "{tiny}", "--task", "sst5", "--seed", "5", "--out", "{run}"],
+        r"holds another run",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "argv", "pattern"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line(world, capsys, case, argv, pattern):
+    args = [a.format(**{k: str(v) for k, v in world.items()}) for a in argv]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in err
+    outs = [a for a in args if "/o" in a and a.split("/")[-1].startswith("o")]
+    for out in outs:  # nothing half-written
+        assert not Path(out).exists() or not any(Path(out).iterdir())
+
+
+def test_unknown_choice_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--task", "sst5", "--clustering", "spectral", "--out", "x"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'spectral'" in capsys.readouterr().err
+
+
+def test_very_long_texts_are_truncated_not_fatal(world, capsys):
+    out = world["base"] / "long-ok"
+    code = main(
+        [
+            *FT,
+            "--model",
+            str(world["tiny"]),
+            "--data-dir",
+            str(world["base"] / "long_text"),
+            "--max-length",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert (out / "model.safetensors").is_file()
+
+
+def test_at_least_25_bad_input_cases():
+    assert len(CASES) >= 25
+
+
+# ----------------------------------------------------------------- interrupted runs
+
+STAGE_HOOKS = {  # stage -> the function the killed process is paused in
+    "finetune": "finetune",
+    "signatures": "compute_signatures",
+    "salience": "gradient_salience",
+    "clustering": "cluster_heads",
+    "task_curve": "comparison_maps",
+    "export": "save_pruned",
+}
+
+SLOW_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import cahp_core.pipeline as pipeline
+    from cahp_core.testing import tiny_run_config
+
+    model, run_dir, hook, marker = sys.argv[1:5]
+    if hook != "none":
+        original = getattr(pipeline, hook)
+
+        def paused(*args, **kwargs):
+            result = original(*args, **kwargs)  # do the real work, then hang before it is recorded
+            Path(marker).write_text("in stage")
+            time.sleep(120)
+            return result
+
+        setattr(pipeline, hook, paused)
+    pipeline.run_pipeline(tiny_run_config(model), run_dir)
+    """
+)
+
+
+def _start_paused_run(model: Path, run_dir: Path, hook: str, marker: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN, str(model), str(run_dir), hook, str(marker)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert process.poll() is None, "the paused run ended early"
+        assert time.monotonic() < deadline, "the paused run never reached its stage"
+        time.sleep(0.1)
+    return process
+
+
+def _run_to_the_end(model: Path, run_dir: Path) -> None:
+    """An uninterrupted run in a fresh process (same environment as the interrupted ones)."""
+    subprocess.run(
+        [sys.executable, "-c", SLOW_RUN, str(model), str(run_dir), "none", "-"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(world, tmp_path_factory) -> dict:
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    _run_to_the_end(world["tiny"], run_dir)
+    return json.loads((run_dir / "selection.json").read_text())
+
+
+@pytest.mark.parametrize("stage", list(STAGE_HOOKS))
+def test_sigkill_mid_stage_then_resume_gives_the_same_selection(world, reference, tmp_path, stage):
+    run_dir = tmp_path / "run"
+    process = _start_paused_run(world["tiny"], run_dir, STAGE_HOOKS[stage], tmp_path / "marker")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"][stage]["status"] == "running"  # never taken as finished
+    assert not list(run_dir.rglob("*.tmp"))
+    _run_to_the_end(world["tiny"], run_dir)  # the same command again resumes
+    selection = json.loads((run_dir / "selection.json").read_text())
+    assert selection["kept"] == reference["kept"]
+    assert selection["knee"] == reference["knee"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert all(s["status"] == "done" for s in manifest["stages"].values())
+
+
+def test_two_writers_get_a_clear_in_use_error(world, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    process = _start_paused_run(world["tiny"], run_dir, "compute_signatures", tmp_path / "marker")
+    try:
+        config = tiny_run_config(world["tiny"])
+        code = main(["run", "--model", config.model, "--task", "sst5", "--out", str(run_dir)])
+        err = capsys.readouterr().err
+        assert code == 2 and ("in use by another process" in err or "holds another run" in err), err
+    finally:
+        process.kill()
+        process.wait()
+    from cahp_core.errors import RunFolderError
+
+    with pytest.raises(RunFolderError, match="in use"):
+        process2 = _start_paused_run(world["tiny"], run_dir, "cluster_heads", tmp_path / "marker2")
+        try:
+            run_pipeline(tiny_run_config(world["tiny"]), run_dir)
+        finally:
+            process2.kill()
+            process2.wait()
+
+
+# ----------------------------------------------------------------- safe loading
+
+
+def test_nothing_is_unpickled():
+    """No pickle, torch.load or allow_pickle=True anywhere in the engine or dashboard."""
+    sources = [
+        *ROOT.glob("cahp_core/**/*.py"),
+        *ROOT.glob("dashboard/**/*.py"),
+        *ROOT.glob("pages/*.py"),
+    ]
+    assert sources
+    for path in sources:
+        text = path.read_text()
+        assert "import pickle" not in text and "pickle.load" not in text, path
+        assert "allow_pickle=True" not in text, path
+        assert "torch.load(" not in text, path
+        assert "trust_remote_code=True" not in text, path
+
+
+def test_trust_remote_code_is_off_by_default():
+    from cahp_core.config import RunConfig
+
+    assert RunConfig().trust_remote_code is False
