@@ -536,7 +536,11 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: Progress | No
         start = time.perf_counter()
         ensure_finetuned(ctx)
         salience = salience_stage(ctx)
-        signatures = None if ctx.run.is_done("distances") else signatures_stage(ctx)
+        if ctx.run.is_done("distances"):  # distances hold all later stages need
+            ctx.progress("signatures", 1.0, "reused from the run folder")
+            signatures = None
+        else:
+            signatures = signatures_stage(ctx)
         distances = distances_stage(ctx, signatures)
         clustering = clustering_stage(ctx, distances)
         task_curve_stage(ctx, clustering, salience)

@@ -158,3 +158,53 @@ def test_graph_html_is_offline(env):
     assert "vis-network" in html or "vis.Network" in html
     assert 'src="http' not in html and 'href="http' not in html
     assert os.linesep is not None
+
+
+def _weights_hash(model) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env):
+    import time
+
+    from cahp_core.models import num_labels_of
+    from cahp_core.results import RunView
+    from dashboard.jobs import job_status
+    from dashboard.state import cached_model
+
+    model_dir = env / "tiny-run" / "model"
+    cached = cached_model(str(model_dir), num_labels_of(model_dir))
+    before = _weights_hash(cached.model)
+
+    sessions = [page("knee.py") for _ in range(5)]
+    degrees = [1, 2, 3, 4, 2]
+    for at, degree in zip(sessions, degrees, strict=True):
+        at.slider[0].set_value(degree).run()
+    exporter = page("export.py")  # a sixth view: export with the shared cached model
+    next(b for b in exporter.button if "export" in b.label.lower()).click().run()
+    assert not exporter.exception and not exporter.error
+    launcher = page("run.py")  # and one session launches a real background run
+    next(t for t in launcher.text_input if t.label == "Model").set_value(
+        RunView(env / "tiny-run").config.model
+    )
+    next(t for t in launcher.text_input if t.label == "Run name").set_value("launched")
+    _launch(launcher)
+    assert not launcher.exception and not launcher.error, [e.value for e in launcher.error]
+    for at, degree in zip(sessions, degrees, strict=True):
+        at.run()
+        assert at.slider[0].value == degree  # nobody else's degree leaked in
+        assert not at.exception
+    deadline = time.monotonic() + 240
+    while (status := job_status(env, "launched"))[
+        "state"
+    ] == "running" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert status["state"] == "finished", status["log_tail"][-2000:]
+    assert cached_model(str(model_dir), num_labels_of(model_dir)) is cached
+    assert _weights_hash(cached.model) == before
