@@ -186,14 +186,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     seeds = args.seeds[:1] if args.smoke else args.seeds
-    cache = RecordCache(WORK / ("quality.smoke.jsonl" if args.smoke else "quality.jsonl"))
-    proximity, references = [], []
-    for task in args.tasks:
+    proximity, references, records = [], [], []
+    for task in args.tasks:  # one cache per task, so tasks can run in parallel processes
+        cache = RecordCache(WORK / f"quality-{task}{'.smoke' if args.smoke else ''}.jsonl")
         ctx, salience, distances = prepare(task, args.smoke)
         references += full_model_records(task, ctx, int(salience.raw.size), args.smoke)
         for seed in seeds:
             proximity += run_seed(task, seed, ctx, salience, distances, cache, args.smoke)
-    records = [r for r in cache.records if r["task"] in args.tasks and r["seed"] in seeds]
+        records += [r for r in cache.records if r["seed"] in seeds]
     write_results("quality", references + records, args.smoke)
     write_results("proximity", proximity, args.smoke)
     meta = {"machine": machine(), "settings": SETTINGS, "budgets": list(BUDGETS), "seeds": seeds}

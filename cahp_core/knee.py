@@ -95,8 +95,9 @@ def find_knee(
 ) -> KneeResult:
     """Fit a polynomial of ``degree`` to (x, y) and return its knee; never raises on shape.
 
-    kneed finds the knee of the fitted curve; where it finds none, or the fit is flat, the
-    point farthest from the chord of the fitted curve is used and ``fallback`` is True.
+    kneed finds the knee of the fitted curve; where it finds none, finds only an end point of
+    the curve, or the fit is flat, the point farthest from the chord of the fitted curve is
+    used instead and ``fallback`` is True (``reason`` says which).
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     validate_curve(x, y, degree)
@@ -115,6 +116,8 @@ def find_knee(
         knee_x = locator.knee
         if knee_x is None:
             reason = "kneed found no knee on the fitted curve"
+        elif knee_x in (x[0], x[-1]):  # an end point is no elbow (a wiggle of the fit's edge)
+            knee_x, reason = None, f"kneed's knee fell on the end of the curve (x={knee_x:g})"
     fallback = knee_x is None
     if fallback:
         index = chord_knee(x, y_fit)

@@ -72,6 +72,13 @@ with st.form("new-run"):
     degree = c2.number_input("Polynomial degree", min_value=1, max_value=30, value=6)
     clustering = c1.selectbox("Clustering", ["tsne-kmedoids", "graph"])
     distance = c2.selectbox("Distance", ["jm", "js"])
+    max_train = c2.number_input(
+        "Max training examples (0 = the preset's)",
+        min_value=0,
+        value=0,
+        step=500,
+        help="a seeded subset of the training split, for a faster run",
+    )
     name = c1.text_input("Run name", "my-run", help="letters, digits, '.', '_' and '-'")
     submitted = st.form_submit_button("Launch run", type="primary")
 
@@ -99,6 +106,8 @@ if submitted:
             "--distance",
             distance,
         ]
+        if max_train:
+            args += ["--max-train", str(int(max_train))]
         if task == "custom":
             if upload is None:
                 raise CAHPError("choose a CSV or JSONL file to upload for a custom task")

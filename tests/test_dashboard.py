@@ -194,6 +194,7 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env):
         RunView(env / "tiny-run").config.model
     )
     next(t for t in launcher.text_input if t.label == "Run name").set_value("launched")
+    next(n for n in launcher.number_input if n.label.startswith("Max training")).set_value(64)
     _launch(launcher)
     assert not launcher.exception and not launcher.error, [e.value for e in launcher.error]
     for at, degree in zip(sessions, degrees, strict=True):

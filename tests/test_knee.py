@@ -67,3 +67,14 @@ def test_to_dict_is_json_safe():
     import json
 
     json.dumps(find_knee(X, np.log(X), degree=3).to_dict())
+
+
+def test_a_knee_on_the_end_of_the_curve_falls_back(monkeypatch):
+    class EndKnee:
+        def __init__(self, x, *args, **kwargs):
+            self.knee = x[-1]
+
+    monkeypatch.setattr("cahp_core.knee.KneeLocator", EndKnee)
+    result = find_knee(X, np.log(X), degree=3)
+    assert result.fallback and "end of the curve" in result.reason
+    assert X[0] < result.knee < X[-1]
