@@ -2,14 +2,16 @@
 
 Sources, in order: a local folder of ``<split>.jsonl``/``<split>.csv`` files (``data_dir``);
 for ``sst5`` the copy bundled in this package (the offline default); otherwise the hub via
-``datasets``.
+``datasets``. Every user mistake raises a one-line :class:`DataError` naming the file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -19,15 +21,20 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from .errors import DataError
+from .errors import CAHPError, DataError
 
 DATA_SUFFIXES = (".jsonl", ".csv")
 MAX_FILE_BYTES = 2 * 1024**3
+FOLDER_HINT = "a folder of JSON Lines laid out like train.jsonl, validation.jsonl"
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How a task's records look and which splits train and evaluate."""
+    """How a task's records look and which splits train and evaluate.
+
+    ``num_labels == 0`` (custom tasks only) means "infer as max label + 1 when loading".
+    ``hub`` is ``(dataset id, config)`` for the online fallback.
+    """
 
     name: str
     text_columns: tuple[str, ...]
@@ -37,7 +44,7 @@ class TaskSpec:
     eval_split: str = "validation"
     test_split: str | None = "test"
     label_names: tuple[str, ...] | None = None
-    hub: tuple[str, str | None] | None = None  # (dataset id, config)
+    hub: tuple[str, str | None] | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -49,8 +56,10 @@ TASKS: dict[str, TaskSpec] = {
         label_names=("very negative", "negative", "neutral", "positive", "very positive"),
         hub=("SetFit/sst5", None),
     ),
-    # validation_mismatched_hard (the only labelled mismatched data offline) is selectable
-    # by split name; the default evaluation and test split is validation_matched.
+    # MNLI (GLUE ids: entailment=0, neutral=1, contradiction=2). Offline folder: train,
+    # validation_matched, validation_mismatched_hard. Evaluation and test both use
+    # validation_matched; validation_mismatched_hard (the only labelled mismatched data
+    # offline) is selectable by split name.
     "mnli": TaskSpec(
         "mnli",
         ("premise", "hypothesis"),
@@ -66,7 +75,7 @@ TASKS: dict[str, TaskSpec] = {
 
 @dataclass
 class TaskData:
-    """Validated records per split (each record: text columns + an int ``label``)."""
+    """Validated records per split (each record: the text columns + an int ``label``)."""
 
     spec: TaskSpec
     splits: dict[str, list[dict]]
@@ -74,6 +83,7 @@ class TaskData:
 
 
 def get_task(name: str) -> TaskSpec:
+    """The built-in task called ``name`` (``sst5`` or ``mnli``)."""
     if name not in TASKS:
         raise DataError(
             f"unknown task {name!r}; use one of {', '.join(TASKS)} or 'custom' with --data-dir"
@@ -82,13 +92,24 @@ def get_task(name: str) -> TaskSpec:
 
 
 def custom_task(
-    text_columns: tuple[str, ...] | list[str],
+    text_columns: Sequence[str],
     label_column: str = "label",
     num_labels: int | None = None,
 ) -> TaskSpec:
-    if not text_columns or len(text_columns) > 2:
-        raise DataError("a custom task needs one or two text columns (--text-columns a or a,b)")
-    return TaskSpec("custom", tuple(text_columns), label_column, num_labels or 0)
+    """A task for user files: one or two text columns; ``num_labels`` None = infer."""
+    if isinstance(text_columns, str):
+        text_columns = (text_columns,)
+    columns = tuple(c.strip() for c in text_columns if c and c.strip())
+    if not columns or len(columns) > 2:
+        raise DataError(
+            "a custom task needs one or two text columns (--text-columns a or a,b); "
+            f"got {list(text_columns)}"
+        )
+    if not label_column or not label_column.strip():
+        raise DataError("a custom task needs a label column (--label-column, e.g. label)")
+    if num_labels is not None and num_labels < 2:
+        raise DataError(f"--num-labels must be >= 2; got {num_labels}")
+    return TaskSpec("custom", columns, label_column.strip(), num_labels or 0)
 
 
 # ------------------------------------------------------------------ reading files
@@ -96,7 +117,7 @@ def custom_task(
 
 def _read_text(path: Path) -> str:
     if not path.is_file():
-        raise DataError(f"data file {path} not found; check --data-dir")
+        raise DataError(f"data file {path} not found; check the path or --data-dir")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise DataError(f"{path} is larger than 2 GiB; pass a smaller file or subset it")
     try:
@@ -107,41 +128,71 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """Rows of a ``.jsonl`` or ``.csv`` file as dicts."""
-    path = Path(path)
-    if path.suffix not in DATA_SUFFIXES:
-        raise DataError(f"{path}: unknown format {path.suffix!r}; use .jsonl or .csv")
-    text = _read_text(path)
-    if path.suffix == ".csv":
-        try:
-            return list(csv.DictReader(text.splitlines()))
-        except csv.Error as exc:
-            raise DataError(f"{path} is not a valid CSV file ({exc})") from None
+def _parse_csv(text: str, path: Path) -> list[dict]:
+    if csv.field_size_limit() < len(text):  # very long texts are fine (truncated later)
+        csv.field_size_limit(len(text))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        if reader.fieldnames is not None:
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        records = list(reader)
+    except csv.Error as exc:
+        raise DataError(
+            f"{path} line {reader.line_num} is not valid CSV ({exc}); re-export it as CSV"
+        ) from None
+    for row, record in enumerate(records, start=1):
+        if None in record:  # more fields than header names
+            raise DataError(
+                f"{path} row {row} has more fields than the header ({len(reader.fieldnames)}); "
+                "quote texts that contain commas"
+            )
+    return records
+
+
+def _parse_jsonl(text: str, path: Path) -> list[dict]:
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines would also split inside texts holding U+2028 etc.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
+            raise DataError(
+                f"{path} line {number} is not valid JSON ({exc.msg}); write one JSON object a line"
+            ) from None
         if not isinstance(record, dict):
-            raise DataError(f"{path} line {number} is not a JSON object")
+            raise DataError(f"{path} line {number} is not a JSON object; write one object a line")
         records.append(record)
     return records
 
 
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ``.jsonl`` or ``.csv`` file as dicts (not yet validated)."""
+    path = Path(path)
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise DataError(f"{path}: unknown format {path.suffix!r}; use a .jsonl or .csv file")
+    text = _read_text(path)
+    return _parse_csv(text, path) if path.suffix.lower() == ".csv" else _parse_jsonl(text, path)
+
+
 def split_files(folder: str | os.PathLike) -> dict[str, Path]:
-    """``{split name: file}`` for every .jsonl/.csv file in ``folder``."""
+    """``{split name: file}`` for every .jsonl/.csv file in ``folder`` (name = file stem)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"data folder {folder} not found; pass an existing --data-dir")
-    files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix in DATA_SUFFIXES}
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in DATA_SUFFIXES or not path.is_file():
+            continue
+        if path.stem in files:
+            raise DataError(
+                f"{folder} has two files for split {path.stem!r} ({files[path.stem].name}, "
+                f"{path.name}); keep one"
+            )
+        files[path.stem] = path
     if not files:
-        raise DataError(
-            f"{folder} has no .jsonl or .csv split files; expected e.g. train.jsonl, validation.jsonl"
-        )
+        raise DataError(f"{folder} has no .jsonl or .csv split files; expected {FOLDER_HINT}")
     return files
 
 
@@ -149,8 +200,8 @@ def as_int_label(label: object) -> int | None:
     """An integer label from an int, a whole float or a digit string; None otherwise."""
     if isinstance(label, bool):
         return None
-    if isinstance(label, int):
-        return label
+    if isinstance(label, int | np.integer):
+        return int(label)
     if isinstance(label, float) and label.is_integer():
         return int(label)
     if isinstance(label, str) and label.strip().lstrip("-").isdigit():
@@ -159,32 +210,48 @@ def as_int_label(label: object) -> int | None:
 
 
 def validate_records(records: list[dict], spec: TaskSpec, where: str) -> list[dict]:
-    """Keep the task's columns, check labels are integers in range; clear errors otherwise."""
+    """Keep the task's columns, with an int ``label`` in range; a clear error otherwise.
+
+    ``where`` names the file (or split) in messages.
+    """
     if not records:
         raise DataError(f"{where} is empty; it needs at least one example")
-    columns = set(records[0])
-    missing = [c for c in (*spec.text_columns, spec.label_column) if c not in columns]
+    needed = (*spec.text_columns, spec.label_column)
+    missing = [c for c in needed if c not in records[0]]
     if missing:
         raise DataError(
-            f"{where} has no column(s) {', '.join(missing)}; columns found: {', '.join(sorted(columns))}"
+            f"{where} has no column(s) {', '.join(missing)}; columns found: "
+            f"{', '.join(map(str, records[0])) or 'none'}; rename them or pass "
+            "--text-columns/--label-column"
         )
     cleaned = []
     for row, record in enumerate(records, start=1):
-        label = record.get(spec.label_column)
+        absent = [c for c in needed if record.get(c) is None]
+        if absent:
+            raise DataError(
+                f"{where} row {row} has no value for column(s) {', '.join(absent)}; fill it in "
+                "(in a CSV file look for a short row or an unclosed quote)"
+            )
+        label = record[spec.label_column]
         value = as_int_label(label)
         if value is None:
-            raise DataError(f"{where} row {row}: label {label!r} is not an integer")
-        if spec.num_labels and not 0 <= value < spec.num_labels:
             raise DataError(
-                f"{where} row {row}: label {value} is outside 0..{spec.num_labels - 1} for task {spec.name}"
+                f"{where} row {row}: label {label!r} is not an integer; use class ids 0, 1, 2, ..."
             )
-        texts = {c: "" if record.get(c) is None else str(record[c]) for c in spec.text_columns}
+        if value < 0 or (spec.num_labels and value >= spec.num_labels):
+            top = f"0..{spec.num_labels - 1}" if spec.num_labels else "0 or above"
+            raise DataError(
+                f"{where} row {row}: label {value} is outside {top} for task {spec.name}"
+            )
+        texts = {c: str(record[c]) for c in spec.text_columns}
         cleaned.append({**texts, "label": value})
     return cleaned
 
 
 def subset(records: list, n: int | None, seed: int) -> list:
-    """A seeded subsample of ``n`` records, kept in their original order (all if n is None)."""
+    """A seeded subsample of ``n`` items, kept in their original order (all if n is None)."""
+    if n is not None and n < 0:
+        raise CAHPError(f"a subset size must be >= 0; got {n}")
     if n is None or n >= len(records):
         return list(records)
     chosen = np.sort(np.random.default_rng(seed).choice(len(records), size=n, replace=False))
@@ -195,27 +262,65 @@ def subset(records: list, n: int | None, seed: int) -> list:
 
 
 def _bundled_folder(name: str) -> Path | None:
-    folder = resources.files("cahp_core") / "bundled" / name
+    """The copy of task ``name`` shipped inside the package, if any."""
+    folder = resources.files("cahp_core").joinpath("bundled", name)
     return Path(str(folder)) if folder.is_dir() else None
 
 
-def _from_folder(folder: Path, spec: TaskSpec) -> dict[str, list[dict]]:
-    return {split: read_records(path) for split, path in split_files(folder).items()}
-
-
 def _from_hub(spec: TaskSpec) -> dict[str, list[dict]]:
+    """Labelled splits of the task's hub dataset (unlabelled test splits are dropped)."""
     if spec.hub is None:
-        raise DataError(f"task {spec.name} has no hub source; pass --data-dir")
+        raise DataError(f"task {spec.name} has no hub source; pass --data-dir with {FOLDER_HINT}")
     try:
         from datasets import load_dataset
 
         dataset = load_dataset(spec.hub[0], spec.hub[1])
     except Exception as exc:  # offline, missing dataset, ...: one clear line instead
         raise DataError(
-            f"could not load {spec.name} from the hub ({type(exc).__name__}); pass --data-dir with "
-            "a folder of JSON Lines such as train.jsonl, validation.jsonl"
+            f"could not reach the hub to load {spec.name} ({spec.hub[0]}: {type(exc).__name__}); "
+            f"pass --data-dir with {FOLDER_HINT}"
         ) from None
-    return {name: [dict(r) for r in split] for name, split in dataset.items()}
+    splits = {name: [dict(r) for r in split] for name, split in dataset.items()}
+    return {
+        name: rows
+        for name, rows in splits.items()
+        if any(r.get(spec.label_column, -1) not in (-1, None) for r in rows)
+    }
+
+
+def _resolve_spec(
+    name_or_spec: str | TaskSpec,
+    data_dir: str | os.PathLike | None,
+    text_columns: Sequence[str] | None,
+    label_column: str,
+    num_labels: int | None,
+) -> TaskSpec:
+    if isinstance(name_or_spec, TaskSpec):
+        return name_or_spec
+    if name_or_spec == "custom":
+        if data_dir is None or not text_columns:
+            raise DataError(
+                "a custom task needs --data-dir (a folder with train and validation files) "
+                "and --text-columns"
+            )
+        return custom_task(text_columns, label_column, num_labels)
+    spec = get_task(name_or_spec)
+    if text_columns and tuple(text_columns) != spec.text_columns:
+        raise DataError(
+            f"task {spec.name} reads column(s) {', '.join(spec.text_columns)}; "
+            "--text-columns is for --task custom"
+        )
+    if label_column != spec.label_column:
+        raise DataError(
+            f"task {spec.name} reads labels from {spec.label_column!r}; "
+            "--label-column is for --task custom"
+        )
+    if num_labels is not None and num_labels != spec.num_labels:
+        raise DataError(
+            f"task {spec.name} has {spec.num_labels} labels, not {num_labels}; "
+            "--num-labels is for --task custom"
+        )
+    return spec
 
 
 def load_task(
@@ -224,81 +329,84 @@ def load_task(
     max_train: int | None = None,
     max_eval: int | None = None,
     seed: int = 0,
-    text_columns: tuple[str, ...] | None = None,
+    text_columns: Sequence[str] | None = None,
     label_column: str = "label",
     num_labels: int | None = None,
 ) -> TaskData:
-    """Load and validate a task's splits, with seeded train/eval subsets."""
-    if isinstance(name_or_spec, TaskSpec):
-        spec = name_or_spec
-    elif name_or_spec == "custom":
-        if data_dir is None or not text_columns:
-            raise DataError("a custom task needs --data-dir and --text-columns")
-        spec = custom_task(text_columns, label_column, num_labels)
-    else:
-        spec = get_task(name_or_spec)
+    """Load and validate every split of a task; seeded subsets of the train and eval splits.
+
+    ``name_or_spec``: ``sst5``, ``mnli``, ``custom`` (needs ``data_dir`` + ``text_columns``;
+    ``num_labels`` inferred as max label + 1 when not given) or a :class:`TaskSpec`.
+    """
+    for option, value in (("max-train", max_train), ("max-eval", max_eval)):
+        if value is not None and value < 1:
+            raise DataError(f"--{option} must be >= 1; got {value}")
+    spec = _resolve_spec(name_or_spec, data_dir, text_columns, label_column, num_labels)
+    files: dict[str, Path] = {}
     if data_dir is not None:
-        raw, source = _from_folder(Path(data_dir), spec), str(data_dir)
+        files, source = split_files(data_dir), str(data_dir)
     elif (bundled := _bundled_folder(spec.name)) is not None:
-        raw, source = _from_folder(bundled, spec), f"bundled:{spec.name}"
+        files, source = split_files(bundled), f"bundled:{spec.name}"
+    if files:
+        raw = {split: read_records(path) for split, path in files.items()}
     else:
         raw, source = _from_hub(spec), f"hub:{spec.hub[0] if spec.hub else spec.name}"
-    files = split_files(data_dir) if data_dir is not None else {}
-    if spec.num_labels == 0:  # custom task without --num-labels: infer from the training split
-        labels = validate_records(
-            raw.get(spec.train_split, []), spec, _where(files, spec.train_split)
-        )
-        spec = replace(spec, num_labels=max(r["label"] for r in labels) + 1)
+
+    def where(split: str) -> str:
+        return str(files[split]) if split in files else f"split {split!r} of {source}"
+
     for required in (spec.train_split, spec.eval_split):
         if required not in raw:
             raise DataError(
-                f"split {required!r} not found in {source}; found {', '.join(raw) or 'none'}"
+                f"split {required!r} not found in {source}; found {', '.join(raw) or 'none'}; "
+                f"add {required}.jsonl (or .csv)"
             )
-    splits = {
-        split: validate_records(rows, spec, _where(files, split)) for split, rows in raw.items()
-    }
-    classes = {r["label"] for r in splits[spec.train_split]}
-    if len(classes) < 2:
-        raise DataError(
-            f"{_where(files, spec.train_split)} has a single class ({classes.pop()}); "
-            "a classifier needs at least two"
-        )
+    if spec.num_labels == 0:  # custom task without --num-labels: infer from the training split
+        labels = validate_records(raw[spec.train_split], spec, where(spec.train_split))
+        spec = replace(spec, num_labels=max(r["label"] for r in labels) + 1)
+    splits = {split: validate_records(rows, spec, where(split)) for split, rows in raw.items()}
+    _require_two_classes(splits[spec.train_split], where(spec.train_split))
     splits[spec.train_split] = subset(splits[spec.train_split], max_train, seed)
     splits[spec.eval_split] = subset(splits[spec.eval_split], max_eval, seed)
     return TaskData(spec, splits, source)
 
 
-def _where(files: dict[str, Path], split: str) -> str:
-    return str(files[split]) if split in files else f"split {split!r}"
+def _require_two_classes(records: list[dict], where: str) -> None:
+    classes = sorted({r["label"] for r in records})
+    if len(classes) < 2:
+        raise DataError(
+            f"{where} has a single class ({classes[0]}); a classifier needs examples of "
+            "at least two labels"
+        )
 
 
 def load_task_from_file(
     path: str | os.PathLike,
-    text_columns: tuple[str, ...] | list[str],
+    text_columns: Sequence[str],
     label_column: str = "label",
     num_labels: int | None = None,
     eval_fraction: float = 0.1,
     seed: int = 0,
 ) -> TaskData:
-    """One uploaded CSV/JSONL file, split deterministically into train and validation."""
+    """One uploaded CSV/JSONL file, split deterministically (seeded) into train and validation."""
     if not 0 < eval_fraction < 1:
         raise DataError(f"eval fraction must be in (0, 1); got {eval_fraction}")
-    spec = custom_task(tuple(text_columns), label_column, num_labels)
+    spec = custom_task(text_columns, label_column, num_labels)
     rows = read_records(path)
-    if spec.num_labels == 0:
-        labels = validate_records(rows, spec, str(path))
-        spec = replace(spec, num_labels=max(r["label"] for r in labels) + 1)
     records = validate_records(rows, spec, str(path))
-    if len({r["label"] for r in records}) < 2:
-        raise DataError(f"{path} has a single class; a classifier needs at least two")
-    order = np.random.default_rng(seed).permutation(len(records))
-    n_eval = max(1, int(round(eval_fraction * len(records))))
-    if len(records) - n_eval < 1:
+    if spec.num_labels == 0:
+        spec = replace(spec, num_labels=max(r["label"] for r in records) + 1)
+    _require_two_classes(records, str(path))
+    n_eval = max(1, round(eval_fraction * len(records)))
+    if len(records) - n_eval < 2:
         raise DataError(
-            f"{path} has too few rows ({len(records)}) to split into train and validation"
+            f"{path} has too few rows ({len(records)}) to split into train and validation; "
+            "add more examples"
         )
+    order = np.random.default_rng(seed).permutation(len(records))
     evaluation = [records[i] for i in sorted(order[:n_eval])]
     train = [records[i] for i in sorted(order[n_eval:])]
+    _require_two_classes(train, f"{path} (training part after the split)")
     return TaskData(spec, {"train": train, "validation": evaluation}, str(path))
 
 
@@ -306,6 +414,7 @@ def load_task_from_file(
 
 
 def split_texts(records: list[dict], spec: TaskSpec) -> tuple[list[str], list[str] | None]:
+    """The first text column of every record, and the second one for pair tasks (else None)."""
     first = [r[spec.text_columns[0]] for r in records]
     second = [r[spec.text_columns[1]] for r in records] if len(spec.text_columns) > 1 else None
     return first, second
@@ -314,16 +423,35 @@ def split_texts(records: list[dict], spec: TaskSpec) -> tuple[list[str], list[st
 def tokenize_records(
     records: list[dict], tokenizer: PreTrainedTokenizerBase, spec: TaskSpec, max_length: int = 128
 ) -> list[dict]:
-    """Token ids (no padding; the collator pads per batch), truncated to ``max_length``."""
+    """Token ids as int lists (no padding; the collator pads per batch), plus ``labels``.
+
+    Texts (or pairs) longer than ``max_length`` tokens are truncated.
+    """
     if not records:
         return []
     first, second = split_texts(records, spec)
     encoded = tokenizer(first, second, truncation=True, max_length=max_length)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     return [
-        {**{k: encoded[k][i] for k in keys}, "labels": records[i]["label"]}
+        {**{k: list(encoded[k][i]) for k in keys}, "labels": int(records[i]["label"])}
         for i in range(len(records))
     ]
+
+
+def length_order(features: list[dict]) -> np.ndarray:
+    """Indices of ``features`` longest first (stable), to batch similar lengths together."""
+    lengths = np.array([len(f["input_ids"]) for f in features], dtype=np.int64)
+    return np.argsort(-lengths, kind="stable")
+
+
+def restore_order(values: Sequence, order: np.ndarray) -> list:
+    """Put per-example ``values`` produced in ``order`` back in the original order."""
+    if len(values) != len(order):
+        raise ValueError(f"{len(values)} values for {len(order)} positions")
+    restored: list = [None] * len(order)
+    for value, index in zip(values, order, strict=True):
+        restored[int(index)] = value
+    return restored
 
 
 def make_dataloader(
@@ -332,13 +460,25 @@ def make_dataloader(
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int = 0,
+    sort_by_length: bool = False,
 ) -> DataLoader:
-    """Batches with dynamic padding; shuffled with a seeded generator when asked."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(
-        features,
+    """Batches with dynamic padding; shuffled with a seeded generator when asked.
+
+    ``sort_by_length`` batches longest-first (less padding, faster inference); the loader's
+    ``order`` attribute holds the original index of each example in iteration order (use
+    :func:`restore_order`). ``order`` is None when shuffling.
+    """
+    if shuffle and sort_by_length:
+        raise CAHPError("shuffle and sort_by_length exclude each other; choose one")
+    if batch_size < 1:
+        raise CAHPError(f"batch size must be >= 1; got {batch_size}")
+    order = length_order(features) if sort_by_length else np.arange(len(features))
+    loader = DataLoader(
+        [features[i] for i in order] if sort_by_length else features,
         batch_size=batch_size,
         shuffle=shuffle,
-        generator=generator,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
         collate_fn=DataCollatorWithPadding(tokenizer),
     )
+    loader.order = None if shuffle else order
+    return loader

@@ -1,12 +1,21 @@
-"""Knee of a marginal-performance curve after a polynomial fit of user-chosen degree."""
+"""Knee of a marginal-performance curve after a polynomial fit of user-chosen degree.
+
+The curve (k, cluster quality) is smoothed by a least-squares polynomial of ``degree``;
+kneed (Satopaa et al., 2011) finds the knee of the fitted curve. Where kneed finds no knee,
+only an end point, or the fit is flat or a straight line (degree 1), the knee falls back to
+the grid point farthest from the chord joining the first and last fitted points (ties and
+flat or straight fits: the smallest x), and ``fallback`` and ``reason`` say so.
+"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from kneed import KneeLocator
 from numpy.polynomial import Polynomial
+from numpy.typing import ArrayLike
 
 from .errors import CAHPError
 
@@ -28,6 +37,7 @@ class KneeResult:
     coefficients: np.ndarray
 
     def to_dict(self) -> dict:
+        """JSON-safe plain Python types."""
         return {
             "knee": int(self.knee),
             "knee_y": float(self.knee_y),
@@ -52,7 +62,7 @@ def validate_curve(x: np.ndarray, y: np.ndarray, degree: int) -> None:
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise CAHPError("the curve holds NaN or infinite values; recompute the clustering stage")
     if not (np.diff(x) > 0).all():
-        raise CAHPError("curve x values must be strictly increasing")
+        raise CAHPError("curve x values must be strictly increasing; sort the points by x")
     if isinstance(degree, bool) or not isinstance(degree, int | np.integer):
         raise CAHPError(f"degree must be a whole number; got {degree!r}")
     if not 1 <= degree < len(x):
@@ -69,9 +79,12 @@ def fit_polynomial(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarra
 
 
 def chord_knee(x: np.ndarray, y: np.ndarray) -> int:
-    """Index of the point farthest from the chord joining the first and last points.
+    """Index of the point at maximum perpendicular distance from the chord joining the
+    first and last points.
 
-    Both axes are scaled to [0, 1] first; ties (and a flat curve) give the smallest x.
+    The perpendicular distance to a fixed line is the vertical distance times a constant, so
+    the vertical distance on axes scaled to [0, 1] is used (same argmax, scale-free tie
+    tolerance). Ties, and a flat curve, give the smallest x.
     """
     xs = (x - x[0]) / (x[-1] - x[0])
     span = y.max() - y.min()
@@ -91,9 +104,16 @@ def _auto_shape(y_fit: np.ndarray, curve: str, direction: str) -> tuple[str, str
 
 
 def find_knee(
-    x, y, degree: int = 6, curve: str = "auto", direction: str = "auto", online: bool = False
+    x: ArrayLike,
+    y: ArrayLike,
+    degree: int = 6,
+    curve: str = "auto",
+    direction: str = "auto",
+    online: bool = False,
 ) -> KneeResult:
-    """Fit a polynomial of ``degree`` to (x, y) and return its knee; never raises on shape.
+    """Fit a polynomial of ``degree`` to (x, y) and return its knee (an x of the grid).
+
+    Invalid input raises a CAHPError; any valid curve gives a knee (never a crash).
 
     kneed finds the knee of the fitted curve; where it finds none, finds only an end point of
     the curve, or the fit is flat, the point farthest from the chord of the fitted curve is
@@ -111,8 +131,12 @@ def find_knee(
     knee_x, reason = None, "kneed knee of the fitted polynomial"
     if flat:
         reason = "the fitted curve is flat"
+    elif degree == 1:
+        reason = "a degree-1 fit is a straight line and has no knee"
     else:
-        locator = KneeLocator(x, y_fit, curve=curve, direction=direction, online=online)
+        with warnings.catch_warnings():  # "No knee/elbow found" is reported in ``reason``
+            warnings.simplefilter("ignore")
+            locator = KneeLocator(x, y_fit, curve=curve, direction=direction, online=online)
         knee_x = locator.knee
         if knee_x is None:
             reason = "kneed found no knee on the fitted curve"

@@ -14,12 +14,14 @@ def depth_stats(keep: np.ndarray) -> dict:
     """Kept heads per layer, mean normalised depth (0 first, 1 last layer), last-third share,
     and the total-variation distance of the layer distribution from uniform (0 = uniform)."""
     keep = np.asarray(keep, dtype=bool)
+    if keep.ndim != 2 or 0 in keep.shape:
+        raise CAHPError(f"a kept-head map must be 2-D [layers, heads]; got shape {keep.shape}")
     n_layers = keep.shape[0]
-    per_layer = keep.sum(axis=1)
+    per_layer = keep.sum(axis=1)  # [L]
     total = int(per_layer.sum())
     if total == 0:
         raise CAHPError("the kept-head map keeps no head; keep at least one head")
-    depth = np.arange(n_layers) / max(n_layers - 1, 1)
+    depth = np.arange(n_layers) / max(n_layers - 1, 1)  # [L], 0 = first, 1 = last
     last_third = n_layers - math.ceil(n_layers / 3)
     share = per_layer / total
     return {
@@ -32,5 +34,5 @@ def depth_stats(keep: np.ndarray) -> dict:
 
 
 def compare_depths(maps: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row of depth statistics per method."""
+    """One row of depth statistics per method (columns: method + the ``depth_stats`` keys)."""
     return pd.DataFrame([{"method": name, **depth_stats(keep)} for name, keep in maps.items()])

@@ -1,8 +1,11 @@
+import json
+import warnings
+
 import numpy as np
 import pytest
 
 from cahp_core.errors import CAHPError
-from cahp_core.knee import chord_knee, find_knee
+from cahp_core.knee import chord_knee, find_knee, fit_polynomial
 
 X = np.arange(2, 71, dtype=float)
 
@@ -19,8 +22,24 @@ def test_knee_of_a_curve_with_a_known_elbow():
 def test_knee_of_saturating_exponential():
     y = 1 - np.exp(-X / 8)
     result = find_knee(X, y, degree=6)
+    assert not result.fallback
     assert 10 <= result.knee <= 30
     assert result.knee in X
+    assert result.knee_y == pytest.approx(result.y_fit[list(X).index(result.knee)])
+
+
+def test_decreasing_convex_curve_is_detected():
+    result = find_knee(X, np.exp(-X / 8), degree=6)
+    assert (result.curve, result.direction) == ("convex", "decreasing")
+    assert not result.fallback and 10 <= result.knee <= 30
+
+
+def test_fit_polynomial_reproduces_a_polynomial():
+    x = np.arange(0.0, 10.0)
+    y = 3 - 2 * x + 0.5 * x**2
+    y_fit, coefficients = fit_polynomial(x, y, 2)
+    np.testing.assert_allclose(y_fit, y, atol=1e-9)
+    np.testing.assert_allclose(coefficients, [3, -2, 0.5], atol=1e-9)
 
 
 def test_flat_curve_falls_back_to_smallest_x():
@@ -30,15 +49,25 @@ def test_flat_curve_falls_back_to_smallest_x():
 
 
 def test_straight_line_falls_back_instead_of_crashing():
-    result = find_knee(X, 0.01 * X, degree=1)
-    assert result.fallback
-    assert result.knee in X
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no kneed "No knee/elbow found" warning leaks out
+        result = find_knee(X, 0.01 * X, degree=1)
+        curved = find_knee(X, np.log(X), degree=1)  # degree 1 always falls back
+        exact_line = find_knee(X, 0.01 * X, degree=3)
+    assert result.fallback and result.knee == 2
+    assert curved.fallback and "straight line" in curved.reason and curved.knee == 2
+    assert exact_line.fallback and exact_line.knee in X
 
 
 @pytest.mark.parametrize("degree", [0, -1, 69, 100, 2.5, True])
 def test_invalid_degree_is_a_clear_error(degree):
     with pytest.raises(CAHPError, match="degree"):
         find_knee(X, np.log(X), degree=degree)
+
+
+def test_degree_error_names_the_allowed_range():
+    with pytest.raises(CAHPError, match=r"between 1 and 68 \(number of curve points - 1\)"):
+        find_knee(X, np.log(X), degree=0)
 
 
 def test_too_few_points_and_bad_x():
@@ -48,6 +77,12 @@ def test_too_few_points_and_bad_x():
         find_knee([1, 3, 2, 4], [1, 2, 3, 4], degree=1)
     with pytest.raises(CAHPError, match="NaN"):
         find_knee([1, 2, 3, 4], [1, np.nan, 3, 4], degree=1)
+    with pytest.raises(CAHPError, match="same length"):
+        find_knee([1, 2, 3, 4], [1, 2, 3], degree=1)
+    with pytest.raises(CAHPError, match="curve must be"):
+        find_knee(X, np.log(X), degree=3, curve="wavy")
+    with pytest.raises(CAHPError, match="direction must be"):
+        find_knee(X, np.log(X), degree=3, direction="up")
 
 
 def test_different_degrees_can_give_different_knees():
@@ -64,9 +99,9 @@ def test_chord_knee_on_a_corner():
 
 
 def test_to_dict_is_json_safe():
-    import json
-
-    json.dumps(find_knee(X, np.log(X), degree=3).to_dict())
+    result = find_knee(X, np.log(X), degree=3)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["knee"] == result.knee and data["degree"] == 3 and len(data["y_fit"]) == X.size
 
 
 def test_a_knee_on_the_end_of_the_curve_falls_back(monkeypatch):

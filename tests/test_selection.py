@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import cahp_core.selection as selection_module
+from cahp_core.clustering import ClusteringResult
 from cahp_core.errors import CAHPError
 from cahp_core.selection import CAHPSelector, complementary_selection
 from cahp_core.signatures import HeadSignatures
@@ -14,6 +15,19 @@ def _signatures(seed=0, layers=3, heads=4, classes=3, dims=16):
     return HeadSignatures(mean, var, np.full(classes, 10.0))
 
 
+def _hand_clustering():
+    """2 layers x 3 heads; with ``HAND_SALIENCE`` k keeps 3, 3, 4, 5 heads for k = 2..5."""
+    labels = np.array(
+        [[0, 1, 1, 1, 1, 1], [0, 1, 2, 2, 2, 2], [0, 1, 2, 3, 3, 3], [0, 1, 2, 3, 4, 4]]
+    )
+    medoids = [np.arange(k) for k in (2, 3, 4, 5)]
+    quality = np.array([0.2, 0.5, 0.6, 0.62])
+    return ClusteringResult("tsne-kmedoids", np.arange(2, 6), labels, medoids, quality)
+
+
+HAND_SALIENCE = np.array([[0.9, 0.8, 0.1], [0.2, 0.3, 0.4]])
+
+
 def test_most_salient_head_per_cluster_and_one_per_layer():
     labels = np.array([0, 0, 1, 1, 0, 0, 1, 1, 2, 2, 2, 2])  # 3 layers x 4 heads
     salience = np.array([[0.1, 0.9, 0.2, 0.3], [0.5, 0.4, 0.8, 0.1], [0.0, 0.2, 0.7, 0.2]])
@@ -21,6 +35,15 @@ def test_most_salient_head_per_cluster_and_one_per_layer():
     expected = np.zeros((3, 4), dtype=bool)
     expected[0, 1] = expected[1, 2] = expected[2, 2] = True
     np.testing.assert_array_equal(keep, expected)
+
+
+def test_ties_go_to_the_lowest_index():
+    labels = np.array([0, 1, 1, 0, 1, 1])  # 2 layers x 3 heads
+    salience = np.array([[0.5, 0.7, 0.7], [0.5, 0.7, 0.1]])
+    keep = complementary_selection(labels, salience, 2, 3)
+    # cluster 0 {0, 3}: tie 0.5 -> head 0; cluster 1 {1, 2, 4, 5}: tie 0.7 -> head 1;
+    # layer 1 empty -> its most salient head, head 1 (0.7)
+    assert keep.tolist() == [[True, True, False], [False, True, False]]
 
 
 def test_empty_layer_gets_its_most_salient_head_back():
@@ -31,79 +54,168 @@ def test_empty_layer_gets_its_most_salient_head_back():
     assert keep[1].tolist() == [False, True, False, False]  # tie 0.6: lowest head index
 
 
+def test_complementary_selection_checks_shapes():
+    with pytest.raises(CAHPError, match="salience has shape"):
+        complementary_selection(np.zeros(6, dtype=int), np.ones((3, 2)), 2, 3)
+    with pytest.raises(CAHPError, match="labels has shape"):
+        complementary_selection(np.zeros(5, dtype=int), np.ones((2, 3)), 2, 3)
+
+
 def test_selector_fit_attributes_and_one_head_per_layer():
     sig = _signatures()
     salience = np.random.default_rng(1).random((3, 4))
     selector = CAHPSelector(degree=3, perplexity=3).fit(sig, salience)
     assert selector.support_.shape == (3, 4) and selector.support_.dtype == bool
+    assert selector.get_support() is selector.support_
     assert (selector.kept_per_layer_ >= 1).all()
+    assert selector.kept_per_layer_.tolist() == selector.support_.sum(axis=1).tolist()
     assert selector.n_heads_kept_ == int(selector.support_.sum()) < 12
-    assert selector.curve_.shape[1] == 2 and selector.labels_.shape == (12,)
-    assert selector.knee_ in selector.clustering_.ks
+    assert selector.curve_.shape == (10, 2)
+    np.testing.assert_array_equal(selector.curve_[:, 0], np.arange(2, 12))
+    assert selector.labels_.shape == (12,)
+    assert (
+        selector.knee_ == selector.knee_result_.knee and selector.knee_ in selector.clustering_.ks
+    )
+    np.testing.assert_array_equal(selector.labels_, selector.clustering_.labels_for(selector.knee_))
+    assert selector.distances_.distance.shape == (12, 12)
+    np.testing.assert_array_equal(selector.salience_, salience)
     for k in selector.clustering_.ks:
         keep = selector.select(int(k))
         assert keep.any(axis=1).all()
-        assert keep.sum() >= min(k, 12)
+        assert min(k, 12) <= keep.sum() <= k + 3
 
 
 def test_identical_heads_share_a_cluster_and_only_one_is_kept():
     sig = _signatures()
     mean, var = sig.mean.copy(), sig.var.copy()
-    mean[2, 3], var[2, 3] = mean[1, 0], var[1, 0]
-    salience = np.random.default_rng(0).random((3, 4))
+    mean[2, 3], var[2, 3] = mean[1, 0], var[1, 0]  # head 11 is a copy of head 4
+    salience = np.random.default_rng(0).random((3, 4)) * 0.5
+    salience[2, 3], salience[1, 0], salience[1, 1] = (
+        2.0,
+        1.5,
+        1.8,
+    )  # 4: 2nd overall, not 1st in layer
     selector = CAHPSelector(degree=2, perplexity=3).fit(
         HeadSignatures(mean, var, sig.count), salience
     )
-    for k in selector.clustering_.ks[:5]:
+    assert selector.distances_.distance[4, 11] == pytest.approx(0.0, abs=1e-9)
+    for k in selector.clustering_.ks:
         labels = selector.clustering_.labels_for(int(k))
         assert labels[4] == labels[11]
-        assert not (selector.select(int(k))[1, 0] and selector.select(int(k))[2, 3]) or k >= 11
+        keep = selector.select(int(k))
+        assert keep[2, 3] and not keep[1, 0]
 
 
 def test_deterministic():
     sig, salience = _signatures(), np.random.default_rng(3).random((3, 4))
     a = CAHPSelector(perplexity=3, degree=4).fit(sig, salience)
     b = CAHPSelector(perplexity=3, degree=4).fit(sig, salience)
+    np.testing.assert_array_equal(a.clustering_.labels, b.clustering_.labels)
     np.testing.assert_array_equal(a.support_, b.support_)
     assert a.knee_ == b.knee_
 
 
 def test_changing_degree_reuses_distances_and_clustering(monkeypatch):
-    calls = {"n": 0}
-    original = selection_module.cluster_heads
+    calls = {"cluster": 0, "distances": 0}
+    cluster_heads, head_distances = selection_module.cluster_heads, selection_module.head_distances
 
-    def counting(*args, **kwargs):
-        calls["n"] += 1
-        return original(*args, **kwargs)
+    def counting_cluster(*args, **kwargs):
+        calls["cluster"] += 1
+        return cluster_heads(*args, **kwargs)
 
-    monkeypatch.setattr(selection_module, "cluster_heads", counting)
+    def counting_distances(*args, **kwargs):
+        calls["distances"] += 1
+        return head_distances(*args, **kwargs)
+
+    monkeypatch.setattr(selection_module, "cluster_heads", counting_cluster)
+    monkeypatch.setattr(selection_module, "head_distances", counting_distances)
     sig, salience = _signatures(), np.random.default_rng(3).random((3, 4))
     selector = CAHPSelector(perplexity=3, degree=2).fit(sig, salience)
+    clustering = selector.clustering_
     for degree in (3, 4, 5):
-        selector.set_params(degree=degree).fit(sig, salience)
+        assert selector.set_params(degree=degree) is selector
+        selector.fit(sig, salience)
         assert selector.knee_result_.degree == degree
-    assert calls["n"] == 1
+        assert selector.clustering_ is clustering and selector.distances_ is not None
+    assert calls == {"cluster": 1, "distances": 1}
     selector.set_params(seed=7).fit(sig, salience)  # an upstream parameter: recompute
-    assert calls["n"] == 2
+    assert calls == {"cluster": 2, "distances": 2}
+    mean = sig.mean.copy()
+    mean[0, 0, 0, 0] += 0.5
+    selector.fit(HeadSignatures(mean, sig.var, sig.count), salience)  # other data: recompute
+    assert calls == {"cluster": 3, "distances": 3}
 
 
-def test_select_budget():
+def test_fit_from_clustering_matches_fit():
     sig, salience = _signatures(), np.random.default_rng(3).random((3, 4))
-    selector = CAHPSelector(perplexity=3, degree=2).fit(sig, salience)
-    keep = selector.select_budget(6)
-    assert 3 <= keep.sum() <= 6 and keep.any(axis=1).all()
-    with pytest.raises(CAHPError, match="between 3"):
+    fitted = CAHPSelector(perplexity=3, degree=3).fit(sig, salience)
+    cached = CAHPSelector(degree=3).fit_from_clustering(fitted.clustering_, salience, 3, 4)
+    assert cached.distances_ is None
+    assert cached.knee_ == fitted.knee_
+    np.testing.assert_array_equal(cached.support_, fitted.support_)
+    np.testing.assert_array_equal(cached.labels_, fitted.labels_)
+
+
+def test_hand_clustering_selection_and_budget():
+    selector = CAHPSelector(degree=2).fit_from_clustering(_hand_clustering(), HAND_SALIENCE, 2, 3)
+    assert selector.select(4).tolist() == [[True, True, True], [False, False, True]]
+    assert selector.select(2).tolist() == [[True, True, False], [False, False, True]]
+    assert selector.select_budget(4).tolist() == selector.select(4).tolist()
+    assert selector.select_budget(6).sum() == 5  # the largest selection is k=5: 5 heads
+    assert selector.select_budget(3).sum() == 3
+    with pytest.raises(CAHPError, match=r"the fewest is 3 \(k=2\)"):
         selector.select_budget(2)
-    with pytest.raises(CAHPError, match="between 3"):
-        selector.select_budget(13)
+    for budget in (1, 7, 2.5):
+        with pytest.raises(CAHPError, match="between 2 \\(one per layer\\) and 6"):
+            selector.select_budget(budget)
+    with pytest.raises(CAHPError, match=r"choose k in 2\.\.5"):
+        selector.select(6)
+
+
+def test_sklearn_style_parameters():
+    selector = CAHPSelector(degree=4, clustering="graph")
+    params = selector.get_params()
+    assert params["degree"] == 4 and params["clustering"] == "graph" and params["k_max"] is None
+    assert set(params) == {
+        "degree",
+        "clustering",
+        "distance",
+        "perplexity",
+        "seed",
+        "k_min",
+        "k_max",
+        "n_neighbors",
+    }
+    assert "degree=4" in repr(selector)
+    assert not hasattr(selector, "support_")  # __init__ only stores parameters
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"degree": 0}, "degree"),
+        ({"degree": 2.5}, "degree"),
+        ({"clustering": "spectral"}, "tsne-kmedoids, graph"),
+        ({"distance": "cosine"}, "jm, js"),
+        ({"perplexity": -1}, "perplexity"),
+        ({"n_neighbors": 0}, "n_neighbors"),
+        ({"k_min": 1}, "k_min"),
+        ({"degree": 10}, "between 1 and 9"),  # ks 2..11: 10 curve points
+    ],
+)
+def test_bad_parameters_raise(params, match):
+    with pytest.raises(CAHPError, match=match):
+        CAHPSelector(**{"perplexity": 3, **params}).fit(_signatures(), np.ones((3, 4)))
 
 
 def test_errors():
     with pytest.raises(CAHPError, match="not fitted"):
         CAHPSelector().select(3)
+    with pytest.raises(CAHPError, match="not fitted"):
+        CAHPSelector().get_support()
     with pytest.raises(CAHPError, match="unknown parameter"):
         CAHPSelector().set_params(alpha=1)
     with pytest.raises(CAHPError, match="salience"):
         CAHPSelector().fit(_signatures(), np.ones((2, 4)))
-    with pytest.raises(CAHPError, match="degree"):
-        CAHPSelector(degree=0, perplexity=3).fit(_signatures(), np.ones((3, 4)))
+    with pytest.raises(CAHPError, match="different|labels for 6 heads"):
+        CAHPSelector(degree=2).fit_from_clustering(_hand_clustering(), np.ones((3, 4)), 3, 4)
