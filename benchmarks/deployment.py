@@ -44,14 +44,16 @@ def encoder_flops(model, seq: int) -> float:
     return total
 
 
-def latency_ms(run, repeats: int) -> float:
-    run()  # warm-up
-    times = []
+def paired_latency_ms(run_full, run_pruned, repeats: int) -> tuple[float, float]:
+    """Median latencies of two runners timed alternately, so load on the machine hits both."""
+    run_full(), run_pruned()  # warm-up
+    full, pruned = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for run, times in ((run_full, full), (run_pruned, pruned)):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(full), 1000 * statistics.median(pruned)
 
 
 def torch_runner(model, batch):
@@ -125,8 +127,9 @@ def main() -> None:
                     ("pytorch", lambda m, p, b=batch: torch_runner(m, b)),
                     ("onnxruntime", lambda m, p, b=batch: onnx_runner(p, b)),
                 ):
-                    full_ms = latency_ms(make(full.model, full_onnx), repeats)
-                    pruned_ms = latency_ms(make(pruned.model, pruned_onnx), repeats)
+                    full_ms, pruned_ms = paired_latency_ms(
+                        make(full.model, full_onnx), make(pruned.model, pruned_onnx), repeats
+                    )
                     records.append(
                         {
                             "runtime": runtime,
