@@ -125,7 +125,7 @@ if submitted:
                 "--text-columns",
                 ",".join(columns),
                 "--label-column",
-                label_column,
+                "label",  # the validated split files store the label under "label"
             ]
         elif data_dir.strip():
             if not Path(data_dir.strip()).is_dir():

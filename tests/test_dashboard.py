@@ -209,3 +209,22 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env):
     assert status["state"] == "finished", status["log_tail"][-2000:]
     assert cached_model(str(model_dir), num_labels_of(model_dir)) is cached
     assert _weights_hash(cached.model) == before
+
+
+def test_upload_with_its_own_label_column_is_split_for_the_cli(tmp_path):
+    """The Run page's upload path: validated split files the CLI's custom task can read."""
+    import json
+
+    from cahp_core.data import load_task
+
+    source = (PAGES / "run.py").read_text()
+    helpers = source[: source.index('st.title("Run CAHP")')]
+    namespace: dict = {}
+    exec(compile(helpers, str(PAGES / "run.py"), "exec"), namespace)  # helpers only, no UI
+    upload = tmp_path / "data.jsonl"
+    upload.write_text(
+        "".join(json.dumps({"review": f"text {i}", "stars": i % 3}) + "\n" for i in range(30))
+    )
+    folder = namespace["split_upload"](upload, ["review"], "stars")
+    task = load_task("custom", data_dir=folder, text_columns=("review",), label_column="label")
+    assert task.spec.num_labels == 3 and len(task.splits["train"]) == 27
