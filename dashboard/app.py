@@ -48,15 +48,19 @@ with st.sidebar:
     st.markdown("### CAHP Studio")
     options = list(finished_runs())
     if options:
-        current = st.session_state.get("run_label")
+        if st.session_state.get("run_label") not in options:  # new session or deleted run
+            st.session_state["run_label"] = options[0]
         st.selectbox(
             "Run",
             options,
-            index=options.index(current) if current in options else 0,
             key="run_label",
             help="The embedded example, or any finished run in the runs folder.",
         )
-    presentation = st.toggle("Presentation mode", key="presentation")
+    else:
+        st.caption("No finished run yet: start one on the Run page.")
+    presentation = st.toggle(
+        "Presentation mode", key="presentation", help="Larger text and charts, less chrome."
+    )
 
 if presentation:
     st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)

@@ -26,7 +26,7 @@ def knee_figure(knee: KneeResult, expected: float | None = None) -> go.Figure:
     label = f"knee k={knee.knee}" + (" (fallback)" if knee.fallback else "")
     fig.add_vline(x=knee.knee, line_dash="dash", line_color="#dc2626", annotation_text=label)
     fig.update_layout(
-        xaxis_title="number of clusters k (= heads kept before the one-per-layer rule)",
+        xaxis_title="number of clusters k",
         yaxis_title="mean simplified silhouette",
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 30},
@@ -57,7 +57,7 @@ def task_curve_figure(records: list[dict], heads_kept: int | None = None) -> go.
         )
     fig.update_layout(
         xaxis_title="heads kept",
-        yaxis_title="validation accuracy (masked, no fine-tuning)",
+        yaxis_title="masked accuracy (no fine-tuning)",
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 30},
     )
@@ -189,16 +189,36 @@ def head_map_figure(head_map: np.ndarray, layer: int, head: int) -> go.Figure:
 
 
 def graph_figure(
-    graph: dict, labels: np.ndarray, keep: np.ndarray, salience: np.ndarray
+    graph: dict,
+    labels: np.ndarray,
+    keep: np.ndarray,
+    salience: np.ndarray,
+    layers: list[int] | None = None,
+    clusters: list[int] | None = None,
 ) -> go.Figure:
-    """Plotly view of the head graph: heads at (layer, head), kNN edges as lines."""
-    n_heads = keep.shape[1]
-    position = {n["id"]: (n["layer"], n["head"]) for n in graph["nodes"]}
+    """Plotly view of the head graph: heads at (layer, head), kNN edges as lines.
+
+    Only heads of the chosen ``layers`` and ``clusters`` are drawn (all when None).
+    """
+    n_layers, n_heads = keep.shape
+    index = np.arange(keep.size)
+    layer_of, head_of = index // n_heads, index % n_heads
+    shown = np.ones(keep.size, dtype=bool)
+    if layers is not None:
+        shown &= np.isin(layer_of, layers)
+    if clusters is not None:
+        shown &= np.isin(labels, clusters)
+    position = {
+        n["id"]: (int(n["layer"]), int(n["head"]))
+        for n in graph["nodes"]
+        if shown[int(n["layer"]) * n_heads + int(n["head"])]
+    }
     edge_x, edge_y = [], []
     for edge in graph["edges"]:
-        (x0, y0), (x1, y1) = position[edge["source"]], position[edge["target"]]
-        edge_x += [x0, x1, None]
-        edge_y += [y0, y1, None]
+        if edge["source"] in position and edge["target"] in position:
+            (x0, y0), (x1, y1) = position[edge["source"]], position[edge["target"]]
+            edge_x += [x0, x1, None]
+            edge_y += [y0, y1, None]
     fig = go.Figure()
     fig.add_scatter(
         x=edge_x,
@@ -208,28 +228,28 @@ def graph_figure(
         hoverinfo="skip",
         showlegend=False,
     )
-    index = np.arange(keep.size)
-    layers, heads = index // n_heads, index % n_heads
+    nodes = index[shown]
     fig.add_scatter(
-        x=layers,
-        y=heads,
+        x=layer_of[nodes],
+        y=head_of[nodes],
         mode="markers",
         showlegend=False,
         hoverinfo="text",
         hovertext=[
-            f"L{ly}H{h}<br>cluster {labels[i]}<br>salience {salience[ly, h]:.2f}"
-            + ("<br>kept" if keep[ly, h] else "")
-            for i, (ly, h) in enumerate(zip(layers, heads, strict=True))
+            f"layer {layer_of[i]}, head {head_of[i]}<br>cluster {labels[i]}"
+            f"<br>salience {salience.flat[i]:.2f}" + ("<br><b>kept</b>" if keep.flat[i] else "")
+            for i in nodes
         ],
         marker={
-            "size": 8 + 22 * salience.ravel(),
-            "color": [cluster_color(c) for c in labels],
-            "line": {"width": np.where(keep.ravel(), 3, 0), "color": KEPT_COLOR},
+            "size": 8 + 22 * salience.ravel()[nodes],
+            "color": [cluster_color(labels[i]) for i in nodes],
+            "symbol": np.where(keep.ravel()[nodes], "star", "circle"),
+            "line": {"width": np.where(keep.ravel()[nodes], 2, 0), "color": KEPT_COLOR},
         },
     )
     fig.update_layout(
-        xaxis={"title": "layer", "dtick": 1},
-        yaxis={"title": "head", "dtick": 1},
+        xaxis={"title": "layer", "dtick": 1, "range": [-0.5, n_layers - 0.5]},
+        yaxis={"title": "head", "dtick": 1, "autorange": "reversed"},
         height=560,
         margin={"t": 20},
     )

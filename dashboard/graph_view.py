@@ -31,7 +31,8 @@ def head_graph_html(
     height: int = 620,
 ) -> str:
     """Self-contained HTML: heads placed by layer (x) and head (y), coloured by cluster,
-    sized by salience, kept heads drawn as stars; hover shows layer/head/salience/cluster."""
+    sized by salience, kept heads drawn as outlined stars; hover shows layer/head/salience/
+    cluster. Only the chosen ``layers`` / ``clusters`` are drawn (all when None)."""
     n_heads = keep.shape[1]
     net = Network(height=f"{height}px", width="100%", cdn_resources="in_line", directed=False)
     net.toggle_physics(False)
@@ -45,20 +46,21 @@ def head_graph_html(
         ):
             continue
         kept = bool(keep[layer, head])
+        weight = float(salience[layer, head])
         net.add_node(
             node["id"],
             label=node["id"],
             x=layer * 170,
-            y=head * 55,
+            y=head * 60,
             color={
                 "background": cluster_color(cluster),
                 "border": KEPT_COLOR if kept else cluster_color(cluster),
             },
-            borderWidth=4 if kept else 1,
+            borderWidth=2 if kept else 1,
             shape="star" if kept else "dot",
-            size=8 + 22 * float(salience[layer, head]),
+            size=(14 + 18 * weight) if kept else (6 + 16 * weight),
             title=(
-                f"layer {layer}, head {head}\nsalience {salience[layer, head]:.3f}\n"
+                f"layer {layer}, head {head}\nsalience {weight:.3f}\n"
                 f"cluster {cluster}\n{'kept' if kept else 'pruned'}"
             ),
             font={"size": 10},

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from cahp_core.proximity import compare_depths
 from cahp_core.results import RunView
 
 from . import figures
 from .selection_view import DegreeView, method_maps
+from .theme import DEPTH_LABELS, METHOD_LABELS
 
 
 def run_figures(view: RunView, chosen: DegreeView) -> dict[str, go.Figure]:
@@ -49,6 +53,7 @@ def report_html(view: RunView, chosen: DegreeView) -> str:
     config = view.config
     maps = method_maps(view, chosen.keep)
     depth = compare_depths(maps).drop(columns=["kept_per_layer"]).round(3)
+    depth = depth.rename(columns=DEPTH_LABELS).replace({"method": METHOD_LABELS})
     rows = "".join(
         f"<tr><td>{ly}</td><td>{h}</td><td>{view.salience.normalised[ly, h]:.3f}</td>"
         f"<td>{chosen.labels[ly * chosen.keep.shape[1] + h]}</td></tr>"
@@ -84,6 +89,57 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 10px;t
 {"".join(parts)}
 <h2>kept heads</h2><table><tr><th>layer</th><th>head</th><th>salience</th><th>cluster</th></tr>{rows}</table>
 </body></html>"""
+
+
+def figure_png(fig: go.Figure) -> bytes | None:
+    """PNG bytes of a figure if kaleido (with a Chrome/Chromium) can render it, else None."""
+    try:
+        return fig.to_image(format="png", width=1200, height=700, scale=2)
+    except Exception:  # noqa: BLE001 - any kaleido/Chrome failure means "HTML only"
+        return None
+
+
+def figures_zip(figs: dict[str, go.Figure], png: bool = True) -> bytes:
+    """Every figure as standalone HTML, plus PNG where kaleido can render it, in one zip."""
+    import tempfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, fig in figs.items():
+            archive.writestr(f"figures/{name}.html", figure_html(fig))
+        rendered = False
+        if png:
+            with tempfile.TemporaryDirectory() as tmp:
+                paths = [Path(tmp) / f"{name}.png" for name in figs]
+                try:  # one browser session for all figures
+                    pio.write_images(list(figs.values()), paths, width=1200, height=700, scale=2)
+                    rendered = True
+                except Exception:  # noqa: BLE001 - no kaleido/Chrome: HTML only
+                    rendered = False
+                if rendered:
+                    for path in paths:
+                        archive.write(path, f"figures/{path.name}")
+        if not rendered:
+            archive.writestr(
+                "figures/README.txt",
+                "PNG files need kaleido with a Chrome/Chromium it can start; the HTML files "
+                "work offline in any browser.\n",
+            )
+    return buffer.getvalue()
+
+
+def quality_summary(path: Path) -> pd.DataFrame:
+    """benchmarks/quality.py results: accuracy mean / std / count per task, split, budget
+    and method (the full model left out)."""
+    frame = pd.DataFrame(json.loads(Path(path).read_text()))
+    frame = frame[frame["method"] != "full"].astype({"budget_frac": str})
+    frame["method"] = frame["method"].map(lambda m: METHOD_LABELS.get(m, m))
+    return (
+        frame.groupby(["task", "split", "budget_frac", "method"])["accuracy"]
+        .agg(["mean", "std", "count"])
+        .round(3)
+        .reset_index()
+    )
 
 
 def zip_folder(folder: Path) -> bytes:

@@ -11,9 +11,11 @@ from cahp_core.errors import CAHPError
 from cahp_core.results import RunView
 from cahp_core.runs import list_runs
 
+from .theme import present
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = ROOT / "assets" / "default_run"
-DEFAULT_LABEL = "Embedded example: minilm-l6 on SST-5"
+DEFAULT_LABEL = "Example: minilm-l6 · SST-5"
 
 
 def runs_root() -> Path:
@@ -87,6 +89,18 @@ def set_degree(view: RunView, degree: int) -> None:
 
 def max_degree(view: RunView) -> int:
     return max(1, min(15, len(view.clustering.ks) - 1))
+
+
+def presenting() -> bool:
+    """Is this session in presentation mode (sidebar toggle)?"""
+    return bool(st.session_state.get("presentation"))
+
+
+def chart(fig, container=None, **kwargs) -> None:
+    """Draw a plotly figure full width (larger fonts in presentation mode)."""
+    if presenting():
+        fig = present(fig)
+    (container or st).plotly_chart(fig, width="stretch", **kwargs)
 
 
 @st.cache_resource(show_spinner="Loading the fine-tuned model…", max_entries=2)

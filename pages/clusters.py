@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import streamlit as st
 
 from dashboard import figures
 from dashboard.selection_view import degree_view
-from dashboard.state import current_degree, current_view
+from dashboard.state import chart, current_degree, current_view
 
 
 @st.cache_data(show_spinner="Computing the UMAP embedding…")
 def umap_embedding(distance: np.ndarray, seed: int = 42) -> np.ndarray:
-    """UMAP of the heads from their distance matrix (cached per run)."""
+    """Seeded UMAP of the heads from their distance matrix (cached per run).
+
+    Few heads (tens), so few neighbours; random init as spectral init needs more points.
+    """
     import umap
 
     reducer = umap.UMAP(
@@ -21,7 +26,9 @@ def umap_embedding(distance: np.ndarray, seed: int = 42) -> np.ndarray:
         random_state=seed,
         init="random",
     )
-    return reducer.fit_transform(distance)
+    with warnings.catch_warnings():  # "no inverse_transform", "n_jobs overridden": expected
+        warnings.simplefilter("ignore", UserWarning)
+        return reducer.fit_transform(distance)
 
 
 st.title("Clusters per layer")
@@ -33,13 +40,10 @@ if view is not None:
         f"Degree {degree}: knee at {chosen.knee.knee} clusters, {chosen.heads_kept} heads kept "
         "(stars). Colours are clusters, the same on every page."
     )
-    st.plotly_chart(
-        figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised),
-        use_container_width=True,
-    )
+    chart(figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised))
     left, right = st.columns(2)
     left.subheader("Cluster sizes")
-    left.plotly_chart(figures.cluster_sizes_figure(chosen.labels), use_container_width=True)
+    chart(figures.cluster_sizes_figure(chosen.labels), left)
     right.subheader("Embedding of the heads")
     kinds = [
         k
@@ -55,17 +59,11 @@ if view is not None:
             points = umap_embedding(np.asarray(view.distance, dtype=np.float64))
         else:
             points = view.clustering.embedding
-        right.plotly_chart(
-            figures.embedding_figure(points, chosen.labels, chosen.keep, kind),
-            use_container_width=True,
-        )
+        chart(figures.embedding_figure(points, chosen.labels, chosen.keep, kind), right)
     if view.head_maps is not None:
         st.subheader("What a head attends to")
         n_layers, n_heads = view.shape
         c1, c2 = st.columns(2)
         layer = c1.selectbox("Layer", list(range(n_layers)))
         head = c2.selectbox("Head", list(range(n_heads)))
-        st.plotly_chart(
-            figures.head_map_figure(view.head_maps[layer, head], layer, head),
-            use_container_width=True,
-        )
+        chart(figures.head_map_figure(view.head_maps[layer, head], layer, head))

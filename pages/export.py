@@ -10,25 +10,120 @@ import streamlit as st
 from cahp_core.errors import CAHPError
 from cahp_core.models import num_labels_of
 from cahp_core.pipeline import export_with_degree
-from dashboard.report import figure_html, report_html, run_figures, zip_folder
-from dashboard.selection_view import degree_view
-from dashboard.state import cached_model, current_degree, current_view, default_run, runs_root
+from cahp_core.results import RunView
+from dashboard.report import (
+    figure_html,
+    figure_png,
+    figures_zip,
+    report_html,
+    run_figures,
+    zip_folder,
+)
+from dashboard.selection_view import DegreeView, degree_view
+from dashboard.state import cached_model, current_degree, current_view, runs_root
 
-st.title("Export")
-view = current_view()
+EXAMPLE_COPY = "embedded-example"
+COPY_MARKER = "copied_from.txt"
 
 
 def writable_run(path: Path) -> Path:
-    """The embedded example is read-only: work on a copy of it in the runs folder."""
-    if path.resolve() != default_run().resolve():
+    """A run folder export may write to: runs in the runs folder as they are; the embedded
+    example (read-only, in assets/) through a copy of it in the runs folder."""
+    root = runs_root().resolve()
+    if path.resolve().parent == root:
         return path
-    copy = runs_root() / "embedded-example"
-    if not (copy / "manifest.json").is_file():
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(path, copy)
+    copy = root / EXAMPLE_COPY
+    marker = copy / COPY_MARKER
+    if (copy / "manifest.json").is_file():
+        if not marker.is_file() or marker.read_text().strip() != str(path.resolve()):
+            raise CAHPError(f"{copy} exists and is not a copy of {path}; rename or delete it")
+        return copy
+    if copy.exists():
+        raise CAHPError(f"{copy} exists and is not a run; rename or delete it")
+    shutil.copytree(path, copy)
+    marker.write_text(str(path.resolve()) + "\n")
     return copy
 
 
+def run_export(view: RunView, degree: int, out_dir: Path, onnx: bool) -> dict | None:
+    """Export with live progress; shows errors with st.error and returns None on failure."""
+    with st.status("Exporting…", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+
+        def progress(stage: str, fraction: float, message: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
+
+        try:
+            model = None
+            if view.has_model:
+                model_dir = view.path / "model"
+                model = cached_model(str(model_dir), num_labels_of(model_dir))
+            else:
+                st.write("Fine-tuning the full model first (this run has no weights).")
+            info = export_with_degree(
+                writable_run(view.path), degree, out_dir, onnx=onnx, progress=progress, model=model
+            )
+        except (CAHPError, OSError) as exc:  # bad run folder, no disk space, no permission
+            status.update(label="Export failed", state="error")
+            st.error(str(exc))
+            return None
+        status.update(label="Export finished", state="complete")
+    return info
+
+
+def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
+    """Model zip, HTML report and figures; files are built only when a button is clicked."""
+    st.subheader("Downloads")
+    cols = st.columns(3)
+    if exported is not None:
+        cols[0].download_button(
+            "Model folder (.zip)",
+            lambda: zip_folder(exported),
+            file_name=f"{exported.name}.zip",
+            mime="application/zip",
+            on_click="ignore",
+            type="primary",
+        )
+    else:
+        cols[0].caption("Export first to download the pruned model.")
+    cols[1].download_button(
+        "One-file HTML report",
+        lambda: report_html(view, chosen),
+        file_name=f"cahp-report-{view.path.name}-d{chosen.degree}.html",
+        mime="text/html",
+        on_click="ignore",
+        help="Summary, every figure (works offline) and the kept-head table, for presentations.",
+    )
+    figs = run_figures(view, chosen)
+    cols[2].download_button(
+        "All figures (.zip, HTML + PNG)",
+        lambda: figures_zip(figs),
+        file_name=f"cahp-figures-{view.path.name}-d{chosen.degree}.zip",
+        mime="application/zip",
+        on_click="ignore",
+        help="PNG files are included when kaleido can start a Chrome/Chromium; HTML always.",
+    )
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    name = c1.selectbox("Figure", list(figs))
+    c2.download_button(
+        f"{name}.html",
+        lambda: figure_html(figs[name]),
+        file_name=f"{name}.html",
+        mime="text/html",
+        on_click="ignore",
+    )
+    key = f"png::{view.path}::{chosen.degree}::{name}"
+    if c3.button(f"Render {name}.png"):
+        st.session_state[key] = figure_png(figs[name]) or b""
+    png = st.session_state.get(key)
+    if png:
+        c3.download_button(f"{name}.png", png, file_name=f"{name}.png", mime="image/png")
+    elif png == b"":
+        st.info("PNG needs kaleido with a Chrome/Chromium it can start; download the HTML instead.")
+
+
+st.title("Export")
+view = current_view()
 if view is not None:
     degree = current_degree(view)
     chosen = degree_view(view, degree)
@@ -40,65 +135,22 @@ if view is not None:
     if not view.has_model:
         st.info(
             "This run has no model weights (the embedded example ships none). Export first "
-            "fine-tunes the full model with the run's settings — minutes on a CPU — then prunes."
+            "fine-tunes the full model with the run's settings — several minutes on a CPU — "
+            f"then prunes. The example is copied to `{runs_root() / EXAMPLE_COPY}` first: "
+            "the bundled files are never written."
         )
     onnx = st.checkbox("Also export ONNX", value=True)
     out_dir = runs_root() / "exports" / f"{view.path.name}-degree{degree}"
+    st.caption(f"Output folder: `{out_dir}`")
+    key = f"export::{view.path}::{degree}"
     if st.button("Prune, fine-tune once and export", type="primary"):
-        bar = st.progress(0.0, text="starting")
-        with st.status("Exporting…", expanded=True) as status:
-
-            def progress(stage: str, fraction: float, message: str) -> None:
-                bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
-
-            try:
-                model = None
-                if view.has_model:
-                    model = cached_model(
-                        str(view.path / "model"), num_labels_of(view.path / "model")
-                    )
-                info = export_with_degree(
-                    writable_run(view.path),
-                    degree,
-                    out_dir,
-                    onnx=onnx,
-                    progress=progress,
-                    model=model,
-                )
-            except CAHPError as exc:
-                status.update(label="Export failed", state="error")
-                st.error(str(exc))
-            else:
-                status.update(label="Export finished", state="complete")
-                st.session_state[f"export::{view.path}::{degree}"] = str(out_dir)
-                st.success(
-                    f"Saved {out_dir}: {info['heads_kept']} heads, accuracy after one fine-tune "
-                    f"{info['accuracy_pruned']:.3f} (masked before: {info['accuracy_masked']:.3f})."
-                )
-    exported = st.session_state.get(f"export::{view.path}::{degree}")
-    if exported is None and (out_dir / "kept_heads.json").is_file():
-        exported = str(out_dir)
-    st.subheader("Downloads")
-    cols = st.columns(2)
-    if exported:
-        cols[0].download_button(
-            "Model folder (.zip)",
-            zip_folder(Path(exported)),
-            file_name=f"{Path(exported).name}.zip",
-            mime="application/zip",
-        )
-    if cols[1].button("Build the one-file HTML report"):
-        st.session_state[f"report::{view.path}::{degree}"] = report_html(view, chosen)
-    report = st.session_state.get(f"report::{view.path}::{degree}")
-    if report:
-        cols[1].download_button(
-            "Download the report",
-            report,
-            file_name=f"cahp-report-{view.path.name}-d{degree}.html",
-            mime="text/html",
-        )
-    figs = run_figures(view, chosen)
-    name = st.selectbox("Figure", list(figs))
-    st.download_button(
-        f"Download {name}.html", figure_html(figs[name]), file_name=f"{name}.html", mime="text/html"
-    )
+        info = run_export(view, degree, out_dir, onnx)
+        if info is not None:
+            st.session_state[key] = str(out_dir)
+            st.success(
+                f"Saved {out_dir}: {info['heads_kept']} heads, accuracy after one fine-tune "
+                f"{info['accuracy_pruned']:.3f} (masked before: {info['accuracy_masked']:.3f}), "
+                f"{info['params_pruned']:,} of {info['params_full']:,} parameters."
+            )
+    exported = Path(st.session_state.get(key, out_dir))
+    downloads(view, chosen, exported if (exported / "kept_heads.json").is_file() else None)

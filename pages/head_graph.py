@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-import streamlit.components.v1 as components
 
 from cahp_core.graph import build_head_graph, graph_to_json
 from dashboard import figures
 from dashboard.graph_view import head_graph_html
 from dashboard.selection_view import degree_view
-from dashboard.state import current_degree, current_view
+from dashboard.state import chart, current_degree, current_view
+
+
+@st.cache_data(show_spinner="Building the head graph…")
+def rebuilt_graph(distance: np.ndarray, n_layers: int, n_heads: int, neighbors: int) -> dict:
+    """The head graph of a run that has no graph.json (from its distance matrix)."""
+    return graph_to_json(build_head_graph(distance, n_layers, n_heads, neighbors))
+
 
 st.title("Head graph")
 view = current_view()
@@ -20,9 +26,7 @@ if view is not None:
     graph = view.graph
     if graph is None and view.distance is not None:
         n_layers, n_heads = view.shape
-        graph = graph_to_json(
-            build_head_graph(view.distance, n_layers, n_heads, view.config.graph_neighbors)
-        )
+        graph = rebuilt_graph(view.distance, n_layers, n_heads, view.config.graph_neighbors)
     if graph is None:
         st.error(
             "This run has no head graph (graph.json) and no distance matrix; re-run it with `cahp run`."
@@ -30,8 +34,10 @@ if view is not None:
         st.stop()
     st.caption(
         f"Degree {degree} (change it on the Knee page): {chosen.heads_kept} heads kept. Heads are "
-        "placed by layer (left to right), coloured by cluster, sized by salience; kept heads "
-        "are stars. Hover a head for details; drag to pan, scroll to zoom."
+        "placed by layer (left to right), coloured by cluster (the same colours on every page), "
+        "sized by salience; kept heads are outlined stars. Edges join each head to its nearest "
+        "heads by attention-signature distance. Hover a head for details; drag to pan, scroll "
+        "to zoom."
     )
     n_layers, _ = view.shape
     clusters = sorted({int(c) for c in chosen.labels})
@@ -48,11 +54,17 @@ if view is not None:
             layers=layers,
             clusters=picked or None,
         )
-        components.html(html, height=650, scrolling=False)
+        st.iframe(html, height=650)  # vis-network is inlined: nothing is fetched
     else:
-        st.plotly_chart(
-            figures.graph_figure(graph, chosen.labels, chosen.keep, view.salience.normalised),
-            use_container_width=True,
+        chart(
+            figures.graph_figure(
+                graph,
+                chosen.labels,
+                chosen.keep,
+                view.salience.normalised,
+                layers=layers,
+                clusters=picked or None,
+            )
         )
     st.caption(
         f"{len(graph['nodes'])} heads, {len(graph['edges'])} edges, {len(np.unique(chosen.labels))} clusters"

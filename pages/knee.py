@@ -7,15 +7,17 @@ import streamlit as st
 
 from dashboard import figures
 from dashboard.selection_view import degree_view
-from dashboard.state import current_degree, current_view, max_degree, set_degree
+from dashboard.state import chart, current_degree, current_view, max_degree, set_degree
 
 st.title("Knee: how many heads to keep")
 view = current_view()
 if view is not None:
     st.caption(
-        "Cluster quality for every number of clusters k, fitted with a polynomial of the chosen "
-        "degree. Its knee sets k; the most salient head of each cluster is kept (at least one "
-        "per layer). Moving the slider re-uses every cached stage: nothing is recomputed."
+        "Cluster quality (mean simplified silhouette) for every number of clusters k, fitted "
+        "with a polynomial of the chosen degree. Its knee sets k; the most salient head of each "
+        "cluster is kept, plus the most salient head of any layer left empty. Moving the slider "
+        "re-uses every cached stage: nothing is recomputed, and every other page follows the "
+        "degree chosen here."
     )
     degree = st.slider(
         "Polynomial degree",
@@ -34,23 +36,29 @@ if view is not None:
     expected = chosen.expected_accuracy
     full = (view.summary or {}).get("accuracy_full")
     cols[3].metric(
-        "Expected accuracy (masked)",
+        "Expected accuracy",
         "n/a" if expected is None else f"{expected:.3f}",
         None if expected is None or full is None else f"{expected - full:+.3f} vs full",
+        help="Masked validation accuracy before fine-tuning, interpolated from the run's "
+        "measured task curve (CAHP selections).",
     )
     if chosen.knee.fallback:
-        st.warning(f"No knee for degree {degree}: {chosen.knee.reason}.")
-    left, right = st.columns([3, 2])
-    left.plotly_chart(figures.knee_figure(chosen.knee), use_container_width=True)
-    if view.task_curve:
-        right.plotly_chart(
-            figures.task_curve_figure(view.task_curve, chosen.heads_kept), use_container_width=True
+        st.warning(
+            f"Fallback knee for degree {degree}: {chosen.knee.reason}. The point of the fitted "
+            "curve farthest from its chord is used instead."
         )
-    st.subheader("Kept heads by layer")
-    st.plotly_chart(
-        figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised),
-        use_container_width=True,
-    )
+    else:
+        st.caption(
+            f"Degree {degree}: kneed found the knee of the fitted curve at k={chosen.knee.knee}."
+        )
+    left, right = st.columns([3, 2])
+    chart(figures.knee_figure(chosen.knee), left)
+    if view.task_curve:
+        chart(figures.task_curve_figure(view.task_curve, chosen.heads_kept), right)
+    else:
+        right.info("This run has no task curve (task_curve.json): no expected accuracy.")
+    st.subheader(f"Kept heads by layer: {list(map(int, chosen.keep.sum(axis=1)))}")
+    chart(figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised))
     layers, heads = chosen.keep.nonzero()
     table = pd.DataFrame(
         {
@@ -60,4 +68,4 @@ if view is not None:
             "cluster": chosen.labels[layers * n_heads + heads],
         }
     )
-    st.dataframe(table, hide_index=True, use_container_width=True)
+    st.dataframe(table, hide_index=True, width="stretch")

@@ -1,161 +1,275 @@
-"""Run: configure and launch CAHP runs in the background; follow, open and delete them."""
+"""Run: configure and launch CAHP runs in the background; follow, open, stop and delete them."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from cahp_core.atomic import write_text_atomic
 from cahp_core.errors import CAHPError
 from cahp_core.runs import delete_run, list_runs, safe_run_dir
-from dashboard.jobs import job_status, launch_run
-from dashboard.state import runs_root
+from dashboard.inputs import (
+    MAX_UPLOAD_MB,
+    check_data_dir,
+    check_model,
+    guess_columns,
+    header_columns,
+    remove_upload,
+    save_upload,
+    split_upload,
+)
+from dashboard.jobs import forget_job, job_status, last_error, launch_run, stage_fractions, stop_run
+from dashboard.state import finished_runs, runs_root
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 TASKS = {"SST-5 (bundled)": "sst5", "MNLI": "mnli", "Upload a CSV/JSONL file": "custom"}
+STATE_ICONS = {"running": "running", "finished": "complete", "failed": "error"}
 
 
-def save_upload(upload, name: str) -> Path:
-    """Store an uploaded file under RUNS/.uploads/<run name>/ with a safe file name."""
-    if upload.size > MAX_UPLOAD_BYTES:
-        raise CAHPError(f"{upload.name} is {upload.size / 1e6:.0f} MB; the limit is 50 MB")
-    suffix = Path(upload.name).suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise CAHPError(f"{upload.name}: upload a .csv or .jsonl file")
-    folder = safe_run_dir(runs_root() / ".uploads", name)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"data{suffix}"
-    path.write_bytes(upload.getvalue())
-    return path
+def _say(kind: str, text: str) -> None:
+    """A message shown once at the top of the next run of this page (set from callbacks)."""
+    st.session_state["run_page_message"] = (kind, text)
 
 
-def split_upload(path: Path, text_columns: list[str], label_column: str) -> Path:
-    """Validate the uploaded file and write train/validation JSON Lines next to it."""
-    import json
-
-    from cahp_core.data import load_task_from_file
-
-    task = load_task_from_file(path, text_columns, label_column)
-    folder = path.parent / "splits"
-    for split, records in task.splits.items():
-        write_text_atomic(folder / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    return folder
+def open_run(name: str) -> None:
+    """Callback: make ``name`` the run every page shows (before the sidebar picker is drawn)."""
+    if name in finished_runs():
+        st.session_state["run_label"] = name
+        _say("success", f"Opened {name}: every page now shows it.")
+    else:
+        _say("error", f"run {name} has not finished yet; open it once it has")
 
 
-def upload_columns(path: Path) -> list[str]:
-    from cahp_core.data import read_records
-
-    records = read_records(path)
-    if not records:
-        raise CAHPError(f"{path.name} has no rows")
-    return list(records[0])
+def follow(name: str) -> None:
+    st.session_state["watch_run"] = name
 
 
-st.title("Run CAHP")
-root = runs_root()
-with st.form("new-run"):
-    c1, c2 = st.columns(2)
-    model = c1.text_input(
-        "Model", "minilm-l6", help="minilm-l6 (offline), a local folder, or a hub id"
-    )
-    task_label = c2.selectbox("Task", list(TASKS))
-    data_dir = c1.text_input("Data folder (MNLI, optional)", "", help="e.g. ../shared/data/mnli")
-    upload = c2.file_uploader("CSV / JSONL (for an uploaded task)", type=["csv", "jsonl"])
-    text_columns = c1.text_input("Text column(s), comma-separated (uploads)", "text")
-    label_column = c2.text_input("Label column (uploads)", "label")
-    preset = c1.selectbox(
-        "Preset", ["quick", "paper"], help="quick: subsets, about 10 minutes on 2 CPU cores"
-    )
-    degree = c2.number_input("Polynomial degree", min_value=1, max_value=30, value=6)
-    clustering = c1.selectbox("Clustering", ["tsne-kmedoids", "graph"])
-    distance = c2.selectbox("Distance", ["jm", "js"])
-    max_train = c2.number_input(
-        "Max training examples (0 = the preset's)",
-        min_value=0,
-        value=0,
-        step=500,
-        help="a seeded subset of the training split, for a faster run",
-    )
-    name = c1.text_input("Run name", "my-run", help="letters, digits, '.', '_' and '-'")
-    submitted = st.form_submit_button("Launch run", type="primary")
-
-if submitted:
+def stop(name: str) -> None:
     try:
-        run_dir = safe_run_dir(root, name)
-        if (
-            run_dir.exists()
-            and job_status(root, name)
-            and job_status(root, name)["state"] == "running"
-        ):
-            raise CAHPError(f"run {name} is already running")
-        task = TASKS[task_label]
-        args = [
-            "--model",
-            model.strip(),
-            "--task",
-            task,
-            "--preset",
-            preset,
-            "--degree",
-            str(int(degree)),
-            "--clustering",
-            clustering,
-            "--distance",
-            distance,
+        stop_run(runs_root(), name)
+        _say("warning", f"Stopped {name}; launch it again with the same settings to resume it.")
+    except (CAHPError, OSError) as exc:
+        _say("error", str(exc))
+
+
+def remove(name: str) -> None:
+    root = runs_root()
+    try:
+        status = job_status(root, name)
+        if status is not None and status["state"] == "running":
+            raise CAHPError(f"run {name} is running; stop it first")
+        delete_run(root, name)
+        forget_job(root, name)
+        remove_upload(root, name)
+        if st.session_state.get("watch_run") == name:
+            del st.session_state["watch_run"]
+        _say("success", f"Deleted {name}")
+    except (CAHPError, OSError) as exc:
+        _say("error", str(exc))
+
+
+def on_picked(action) -> None:
+    """Callback: apply ``action`` to the run picked now (not the one when the button was drawn)."""
+    name = st.session_state.get("manage_run")
+    if name:
+        action(name)
+
+
+def task_inputs(task: str) -> dict:
+    """Task-specific inputs outside the form, so they follow the task and the uploaded file."""
+    chosen: dict = {"data_dir": "", "upload": None, "text_columns": [], "label_column": None}
+    if task == "mnli":
+        chosen["data_dir"] = st.text_input(
+            "MNLI data folder (optional)",
+            "",
+            help="A folder with train and validation_matched files (.jsonl or .csv). "
+            "Empty: the Hugging Face hub cache.",
+        )
+    elif task == "custom":
+        upload = st.file_uploader(
+            f"CSV or JSONL file (at most {MAX_UPLOAD_MB} MB)",
+            type=["csv", "jsonl"],
+            max_upload_size=MAX_UPLOAD_MB,
+            help="Split into train (90%) and validation (10%) with a fixed seed. Labels must be "
+            "class ids 0, 1, 2, …",
+        )
+        chosen["upload"] = upload
+        if upload is not None:
+            try:
+                columns = header_columns(upload.getvalue(), upload.name)
+            except CAHPError as exc:
+                st.error(str(exc))
+                return chosen
+            text, label = guess_columns(columns)
+            c1, c2 = st.columns(2)
+            chosen["text_columns"] = c1.multiselect(
+                "Text column(s)",
+                columns,
+                default=text,
+                max_selections=2,
+                help="One column, or two for sentence pairs.",
+            )
+            chosen["label_column"] = c2.selectbox(
+                "Label column", columns, index=columns.index(label)
+            )
+    return chosen
+
+
+def cli_args(task: str, form: dict, inputs: dict, root: Path, name: str) -> list[str]:
+    """The ``cahp run`` arguments; validates every input first (CAHPError on a problem)."""
+    args = [
+        *("--model", form["model"].strip(), "--task", task, "--preset", form["preset"]),
+        *("--degree", str(int(form["degree"])), "--clustering", form["clustering"]),
+        *("--distance", form["distance"]),
+    ]
+    for flag in ("max_train", "max_eval"):
+        if form[flag]:
+            args += [f"--{flag.replace('_', '-')}", str(int(form[flag]))]
+    if task == "custom":
+        if inputs["upload"] is None:
+            raise CAHPError("choose a CSV or JSONL file to upload for a custom task")
+        stored = save_upload(inputs["upload"], root, name)
+        folder, num_labels = split_upload(
+            stored, inputs["text_columns"], inputs["label_column"] or ""
+        )
+        args += [  # the validated split files store the label under "label"
+            *("--data-dir", str(folder), "--text-columns", ",".join(inputs["text_columns"])),
+            *("--label-column", "label", "--num-labels", str(num_labels)),
         ]
-        if max_train:
-            args += ["--max-train", str(int(max_train))]
-        if task == "custom":
-            if upload is None:
-                raise CAHPError("choose a CSV or JSONL file to upload for a custom task")
-            stored = save_upload(upload, name)
-            columns = [c.strip() for c in text_columns.split(",") if c.strip()]
-            found = upload_columns(stored)
-            missing = [c for c in (*columns, label_column) if c not in found]
-            if missing:
-                raise CAHPError(
-                    f"{upload.name} has no column(s) {', '.join(missing)}; columns found: {', '.join(found)}"
-                )
-            args += [
-                "--data-dir",
-                str(split_upload(stored, columns, label_column)),
-                "--text-columns",
-                ",".join(columns),
-                "--label-column",
-                "label",  # the validated split files store the label under "label"
-            ]
-        elif data_dir.strip():
-            if not Path(data_dir.strip()).is_dir():
-                raise CAHPError(f"data folder {data_dir} not found")
-            args += ["--data-dir", data_dir.strip()]
-        if not re.fullmatch(r"[\w./:@-]+", model.strip()):
-            raise CAHPError(f"model {model!r} is not an alias, folder or hub id")
-        pid = launch_run(root, name, args)
-        st.session_state["watch_run"] = name
-        st.success(f"Run {name} started in the background (pid {pid}). Other pages keep working.")
-    except CAHPError as exc:
-        st.error(str(exc))
+    elif inputs["data_dir"].strip():
+        args += ["--data-dir", str(check_data_dir(inputs["data_dir"]))]
+    return args
+
+
+def launch(task: str, form: dict, inputs: dict) -> None:
+    root = runs_root()
+    name = form["name"].strip()
+    run_dir = safe_run_dir(root, name)
+    status = job_status(root, name)
+    if status is not None and status["state"] == "running":
+        raise CAHPError(f"run {name} is already running")
+    if (run_dir / "summary.json").is_file():
+        raise CAHPError(f"run {name} already exists and is finished; pick another name")
+    warning = check_model(form["model"])
+    args = cli_args(task, form, inputs, root, name)
+    pid = launch_run(root, name, args)
+    st.session_state["watch_run"] = name
+    if warning:
+        st.warning(warning)
+    resumed = " (resuming the unfinished run of that name)" if run_dir.exists() else ""
+    st.success(
+        f"Run {name} started in the background (pid {pid}){resumed}. Other pages keep working."
+    )
 
 
 @st.fragment(run_every=2.0)
 def watch(name: str) -> None:
-    status = job_status(root, name)
+    """Live progress of a background run, polled every 2 s."""
+    status = job_status(runs_root(), name)
     if status is None:
         return
-    st.subheader(f"Run {name}: {status['state']}")
-    stages = status["progress"].get("stages", {})
-    for stage, info in stages.items():
-        st.progress(min(max(float(info["fraction"]), 0.0), 1.0), text=f"{stage}: {info['message']}")
-    if status["state"] == "failed":
-        error = [line for line in status["log_tail"].splitlines() if line.startswith("error:")]
-        st.error(error[-1] if error else "the run stopped; see the log below")
-        st.code(status["log_tail"][-1500:])
-    elif status["state"] == "finished":
-        st.success("Finished: pick it in the sidebar's run list to explore it.")
+    state = status["state"]
+    rows = stage_fractions(status["progress"], finished=state == "finished")
+    overall = sum(fraction for _, fraction, _ in rows) / len(rows)
+    current = status["progress"].get("stage", "starting")
+    label = f"Run {name}: {state}" + (f" ({current})" if state == "running" else "")
+    with st.status(label, state=STATE_ICONS[state], expanded=state != "finished"):
+        if state == "failed":
+            st.error(last_error(status["log_tail"]))
+            st.code(status["log_tail"][-1500:])
+        else:
+            st.progress(overall, text=f"overall {overall:.0%}")
+            left, right = st.columns(2)
+            for index, (stage, fraction, message) in enumerate(rows):
+                (left, right)[index % 2].progress(fraction, text=f"{stage}: {message}")
+    if state == "running":
+        st.button("Stop this run", on_click=stop, args=(name,), key=f"stop::{name}")
+    elif state == "finished":
+        if st.button(
+            "Open it", on_click=open_run, args=(name,), key=f"open::{name}", type="primary"
+        ):
+            st.rerun(scope="app")  # a fragment's button reruns only the fragment
+        if st.session_state.get("refreshed") != name:  # let the sidebar list the new run
+            st.session_state["refreshed"] = name
+            st.rerun(scope="app")
 
+
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    root = runs_root()
+    rows = []
+    for r in runs:
+        status = job_status(root, r["name"])
+        summary = r["summary"] or {}
+        state = status["state"] if status else ("finished" if summary else "incomplete")
+        rows.append(
+            {
+                "name": r["name"],
+                "state": state,
+                "model": r["config"].get("model"),
+                "task": r["config"].get("task"),
+                "preset": r["config"].get("preset"),
+                "stages done": len(r["stages_done"]),
+                "heads kept": summary.get("heads_kept"),
+                "accuracy full": summary.get("accuracy_full"),
+                "accuracy pruned": summary.get("accuracy_pruned"),
+                "created": r["created"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+st.title("Run CAHP")
+root = runs_root()
+st.caption(
+    f"Runs are saved in `{root}` (set `CAHP_RUNS_DIR` to change it). A run works in a background "
+    "process: keep exploring the other pages meanwhile."
+)
+message = st.session_state.pop("run_page_message", None)
+if message:
+    getattr(st, message[0])(message[1])
+
+task = TASKS[st.selectbox("Task", list(TASKS))]
+inputs = task_inputs(task)
+with st.form("new-run"):
+    c1, c2 = st.columns(2)
+    form = {
+        "model": c1.text_input(
+            "Model", "minilm-l6", help="minilm-l6 (offline), a local model folder, or a hub id"
+        ),
+        "name": c2.text_input("Run name", "my-run", help="letters, digits, '.', '_' and '-'"),
+        "preset": c1.selectbox(
+            "Preset",
+            ["quick", "paper"],
+            help="quick: 3000 training / 600 validation examples, about 10 minutes on 2 CPU "
+            "cores; paper: full splits, 3 + 3 epochs",
+        ),
+        "degree": c2.number_input("Polynomial degree", min_value=1, max_value=30, value=6),
+        "clustering": c1.selectbox("Clustering", ["tsne-kmedoids", "graph"]),
+        "distance": c2.selectbox(
+            "Distance", ["jm", "js"], help="jm: Jeffries–Matusita, js: Jensen–Shannon"
+        ),
+        "max_train": c1.number_input(
+            "Max training examples (0 = the preset's)",
+            min_value=0,
+            value=0,
+            step=500,
+            help="a seeded subset of the training split, for a faster run",
+        ),
+        "max_eval": c2.number_input(
+            "Max evaluation examples (0 = the preset's)",
+            min_value=0,
+            value=0,
+            step=100,
+            help="a seeded subset of the evaluation split, for a faster accuracy curve",
+        ),
+    }
+    submitted = st.form_submit_button("Launch run", type="primary")
+
+if submitted:
+    try:
+        launch(task, form, inputs)
+    except (CAHPError, OSError) as exc:  # bad input, or the runs folder cannot be written
+        st.error(str(exc))
 
 if st.session_state.get("watch_run"):
     watch(st.session_state["watch_run"])
@@ -163,32 +277,16 @@ if st.session_state.get("watch_run"):
 st.subheader("Runs")
 runs = list_runs(root)
 if not runs:
-    st.caption(f"No runs in {root} yet.")
-else:
-    table = pd.DataFrame(
-        [
-            {
-                "name": r["name"],
-                "model": r["config"].get("model"),
-                "task": r["config"].get("task"),
-                "stages done": len(r["stages_done"]),
-                "heads kept": (r["summary"] or {}).get("heads_kept"),
-                "accuracy pruned": (r["summary"] or {}).get("accuracy_pruned"),
-                "created": r["created"],
-            }
-            for r in runs
-        ]
+    st.caption(
+        f"No runs in {root} yet. Launch one above, or from a shell: "
+        "`cahp run --model minilm-l6 --task sst5 --preset quick --out runs/demo`"
     )
-    st.dataframe(table, hide_index=True, use_container_width=True)
-    c1, c2 = st.columns(2)
+else:
+    st.dataframe(runs_table(runs), hide_index=True, width="stretch")
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
     target = c1.selectbox("Run", [r["name"] for r in runs], key="manage_run")
-    if c2.button("Open"):
-        st.session_state["run_label"] = target
-        st.rerun()
-    if c2.button("Delete", type="secondary"):
-        try:
-            delete_run(root, target)
-            st.success(f"Deleted {target}")
-            st.rerun()
-        except CAHPError as exc:
-            st.error(str(exc))
+    c2.button("Open", on_click=on_picked, args=(open_run,), width="stretch")
+    c3.button("Follow", on_click=on_picked, args=(follow,), width="stretch")
+    with c4.popover("Delete", width="stretch"):
+        st.write(f"Delete run **{target}** and its files for good?")
+        st.button("Delete for good", on_click=on_picked, args=(remove,), type="primary")

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import os
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import plotly.io as pio
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from cahp_core.errors import CAHPError
 from cahp_core.pipeline import run_pipeline
 from cahp_core.testing import save_tiny_model, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
+APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 120
+REMOTE = re.compile(r"""<(script|link|img)[^>]+(src|href)=["']?(https?:)?//""", re.IGNORECASE)
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +38,15 @@ def tiny_runs(tmp_path_factory) -> Path:
 def env(tiny_runs, monkeypatch):
     monkeypatch.setenv("CAHP_RUNS_DIR", str(tiny_runs))
     monkeypatch.setenv("CAHP_DEFAULT_RUN", str(tiny_runs / "tiny-run"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return tiny_runs
+
+
+@pytest.fixture(scope="session")
+def tiny_view(tiny_runs):
+    from cahp_core.results import RunView
+
+    return RunView(tiny_runs / "tiny-run")
 
 
 def page(name: str) -> AppTest:
@@ -38,75 +54,145 @@ def page(name: str) -> AppTest:
     return at.run()
 
 
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _button(at: AppTest, text: str):
+    return next(b for b in at.button if text.lower() in str(b.label).lower())
+
+
+def _launch(at: AppTest) -> AppTest:
+    return _button(at, "Launch").click().run()
+
+
+def _text(at: AppTest, label: str):
+    return next(t for t in at.text_input if t.label == label)
+
+
+# ---------------------------------------------------------------- navigation and knee
+
+
 def test_app_navigation_loads_the_default_page(env):
-    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert any("Knee" in t.value for t in at.title)
     assert at.sidebar.selectbox[0].options  # the run picker lists the tiny run
 
 
-def _metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
-
-
-def test_knee_page_degree_slider_recomputes(env):
-    from cahp_core.results import RunView
-
+def test_knee_page_degree_slider_recomputes(env, tiny_view):
     at = page("knee.py")
     assert not at.exception
-    view = RunView(env / "tiny-run")
-    seen = {}
     for degree in (1, 2, 3, 4):
         at.slider[0].set_value(degree).run()
         assert not at.exception
-        expected = view.selector(degree)
+        expected = tiny_view.selector(degree)
         assert _metric(at, "Knee (clusters)") == str(expected.knee_)
         assert _metric(at, "Heads kept") == f"{expected.n_heads_kept_} / {expected.support_.size}"
-        seen[degree] = expected.knee_
+        assert len(at.dataframe[0].value) == expected.n_heads_kept_  # the kept-head table
     assert len(at.dataframe) == 1
 
 
-def test_sessions_do_not_share_the_degree(env):
+def test_the_knee_degree_follows_the_session_to_other_pages(env, tiny_view):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.slider[0].set_value(2).run()
+    kept = tiny_view.selector(2).n_heads_kept_
+    for path, text in [("pages/clusters.py", "Degree 2"), ("pages/export.py", "Degree **2**")]:
+        at.switch_page(str(ROOT / path)).run()
+        assert not at.exception
+        shown = [c.value for c in at.caption] + [m.value for m in at.markdown]
+        assert any(text in s and str(kept) in s for s in shown), shown
+
+
+def test_sessions_do_not_share_the_degree(env, tiny_view):
     first, second = page("knee.py"), page("knee.py")
     first.slider[0].set_value(1).run()
     second.slider[0].set_value(4).run()
     first.run()
     assert first.slider[0].value == 1 and second.slider[0].value == 4
+    for at, degree in ((first, 1), (second, 4)):
+        assert _metric(at, "Knee (clusters)") == str(tiny_view.selector(degree).knee_)
 
 
-@pytest.mark.parametrize("name", ["head_graph.py", "clusters.py", "proximity.py"])
-def test_view_pages_render(env, name):
-    at = page(name)
-    assert not at.exception, at.exception
-    assert at.title and not at.error
+# ---------------------------------------------------------------- the view pages
 
 
-def test_head_graph_plotly_view(env):
+def test_head_graph_page_draws_the_offline_network(env):
+    at = page("head_graph.py")
+    assert not at.exception and not at.error
+    frames = [e for e in at.main if getattr(e, "type", "") == "iframe"]
+    assert frames, "no iframe with the pyvis network"
+    html = frames[0].proto.srcdoc
+    assert "vis.Network" in html and not REMOTE.search(html)
+
+
+def test_head_graph_plotly_view_and_filters(env, tiny_view):
     at = page("head_graph.py")
     at.radio[0].set_value("Plotly").run()
+    assert not at.exception
+    at.multiselect[0].set_value([0]).run()  # layer 0 only
+    assert not at.exception
+    _, n_heads = tiny_view.shape
+    assert len(at.get("plotly_chart")) == 1
+    heads = pio.from_json(at.get("plotly_chart")[0].proto.spec).data[1]
+    assert len(heads.hovertext) == n_heads
+    assert all(text.startswith("layer 0,") for text in heads.hovertext)
+
+
+def test_clusters_page_embeddings_and_head_map(env):
+    at = page("clusters.py")
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader][:2] == ["Cluster sizes", "Embedding of the heads"]
+    at.radio[0].set_value("UMAP").run()
+    assert not at.exception
+    assert any("UMAP" in c.proto.spec for c in at.get("plotly_chart"))
+    at.selectbox[0].set_value(1).run()  # layer 1's head map
     assert not at.exception
 
 
 def test_proximity_compares_methods(env):
     at = page("proximity.py")
+    assert not at.exception
     frame = at.dataframe[0].value
     assert list(frame["method"]) == ["CAHP", "Gradient (Michel et al.)", "Random"]
-    assert (frame["heads_kept"] == frame["heads_kept"].iloc[0]).all()  # same budget
+    assert (frame["heads kept"] == frame["heads kept"].iloc[0]).all()  # same budget
+    assert frame["masked accuracy"].notna().all()
+    at.number_input[0].set_value(7).run()  # another random seed
+    assert not at.exception
 
 
-def _launch(at: AppTest) -> AppTest:
-    return next(b for b in at.button if "Launch" in str(b.label)).click().run()
+def test_no_runs_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("CAHP_DEFAULT_RUN", str(tmp_path / "missing"))
+    for name in ("knee.py", "head_graph.py", "clusters.py", "proximity.py", "export.py"):
+        at = page(name)
+        assert not at.exception
+        assert any("No finished run" in i.value for i in at.info)
+
+
+def test_a_broken_run_folder_is_an_error_message(tmp_path, monkeypatch):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "selection.json").write_text("{}")  # listed, but not a finished run
+    monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("CAHP_DEFAULT_RUN", str(broken))
+    at = page("knee.py")
+    assert not at.exception
+    assert any("not a finished CAHP run" in e.value for e in at.error)
+
+
+# ---------------------------------------------------------------- run page
 
 
 def test_run_page_lists_runs_and_rejects_bad_input(env):
     at = page("run.py")
     assert not at.exception
     assert "tiny-run" in list(at.dataframe[0].value["name"])
-    next(t for t in at.text_input if t.label == "Run name").set_value("../escape")
+    _text(at, "Run name").set_value("../escape")
     _launch(at)
     assert not at.exception
     assert any("not allowed" in e.value for e in at.error)
-    next(t for t in at.text_input if t.label == "Run name").set_value("ok-name")
+    _text(at, "Run name").set_value("ok-name")
     next(s for s in at.selectbox if s.label == "Task").set_value("Upload a CSV/JSONL file")
     _launch(at)
     assert not at.exception
@@ -114,24 +200,93 @@ def test_run_page_lists_runs_and_rejects_bad_input(env):
     assert not (env / "ok-name").exists()  # nothing launched, nothing half-written
 
 
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [("no-such-org/no-such-model", "not in the local hub cache"), ("./nowhere", "not found")],
+)
+def test_run_page_rejects_a_bad_model(env, model, message):
+    at = page("run.py")
+    _text(at, "Model").set_value(model)
+    _text(at, "Run name").set_value("bad-model")
+    _launch(at)
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not (env / ".jobs" / "bad-model.json").exists()
+
+
+def test_run_page_rejects_a_finished_name_and_a_missing_data_folder(env):
+    at = page("run.py")
+    _text(at, "Run name").set_value("tiny-run")
+    _launch(at)
+    assert any("already exists" in e.value for e in at.error)
+    next(s for s in at.selectbox if s.label == "Task").set_value("MNLI").run()
+    _text(at, "MNLI data folder (optional)").set_value(str(env / "no-such-folder"))
+    _text(at, "Run name").set_value("mnli-run")
+    _launch(at)
+    assert not at.exception
+    assert any("not found" in e.value for e in at.error)
+
+
+def test_open_and_delete_act_on_the_picked_run(env, tmp_path, monkeypatch):
+    import shutil
+
+    for name in ("first", "second"):
+        shutil.copytree(env / "tiny-run", tmp_path / name, ignore=shutil.ignore_patterns("model"))
+    monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("CAHP_DEFAULT_RUN", str(tmp_path / "missing"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    shown = at.sidebar.selectbox[0].value
+    other = "first" if shown == "second" else "second"
+    at.switch_page(str(PAGES / "run.py")).run()
+    at.selectbox(key="manage_run").set_value(other)
+    _button(at, "Open").click().run()  # in one step: the callback must read the new pick
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox[0].value == other
+    assert any(f"Opened {other}" in s.value for s in at.success)
+    at.selectbox(key="manage_run").set_value(shown)
+    _button(at, "Delete for good").click().run()
+    assert not at.exception and not (tmp_path / shown).exists() and (tmp_path / other).exists()
+    assert list(at.dataframe[0].value["name"]) == [other]
+
+
+# ---------------------------------------------------------------- export page
+
+
 def test_export_page_exports_the_tiny_run(env):
     at = page("export.py")
     assert not at.exception
-    button = next(b for b in at.button if "export" in b.label.lower())
-    button.click().run()
+    _button(at, "export").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     exports = list((env / "exports").glob("*/kept_heads.json"))
     assert exports, "the export folder has no kept_heads.json"
+    assert not (env / "embedded-example").exists()  # a run of the runs folder: no copy
     assert (exports[0].parent / "model.onnx").is_file()
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Model folder (.zip)" in labels and "One-file HTML report" in labels
 
 
-def test_no_runs_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path))
-    monkeypatch.setenv("CAHP_DEFAULT_RUN", str(tmp_path / "missing"))
-    at = page("knee.py")
-    assert not at.exception
-    assert any("No finished run" in i.value for i in at.info)
+def test_export_of_a_bundle_copies_it_first(env, tmp_path, monkeypatch, tiny_view):
+    """A weightless bundle (like the embedded example) is copied, never written."""
+    from cahp_core.results import make_bundle
+
+    bundle = make_bundle(tiny_view.path, tmp_path / "bundle", command="test")
+    before = sorted(p.name for p in bundle.iterdir())
+    monkeypatch.setenv("CAHP_DEFAULT_RUN", str(bundle))
+    monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path / "runs"))
+    at = page("export.py")
+    assert any("no model weights" in i.value for i in at.info)
+    _button(at, "export").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert sorted(p.name for p in bundle.iterdir()) == before
+    copy = tmp_path / "runs" / "embedded-example"
+    assert (copy / "model" / "config.json").is_file()  # fine-tuned in the copy
+    assert list((tmp_path / "runs" / "exports").glob("*/kept_heads.json"))
+    _button(at, "export").click().run()  # a second export re-uses the copy and its model
+    assert not at.exception and not at.error, [e.value for e in at.error]
+
+
+# ---------------------------------------------------------------- pure helpers
 
 
 def test_figures_are_pure_and_consistent():
@@ -140,24 +295,173 @@ def test_figures_are_pure_and_consistent():
 
     labels = np.array([0, 1, 1, 2, 0, 2])
     keep = np.array([[True, False, False], [False, False, True]])
-    fig = figures.layer_map_figure(labels, keep, np.linspace(0, 1, 6).reshape(2, 3))
+    salience = np.linspace(0, 1, 6).reshape(2, 3)
+    fig = figures.layer_map_figure(labels, keep, salience)
     assert list(fig.data[0].marker.color) == [cluster_color(c) for c in labels]
     assert len(fig.data[1].x) == 2  # two kept heads as stars
     bars = figures.per_layer_figure({"cahp": keep, "gradient": ~keep})
     assert [list(b.y) for b in bars.data] == [[1, 1], [2, 2]]
+    assert [b.marker.color for b in bars.data] == ["#2563eb", "#f97316"]
+    sizes = figures.cluster_sizes_figure(labels)
+    assert list(sizes.data[0].y) == [2, 2, 2]
+    points = np.arange(12, dtype=float).reshape(6, 2)
+    emb = figures.embedding_figure(points, labels, keep, "t-SNE")
+    assert list(emb.data[0].marker.size) == [15, 9, 9, 9, 9, 15]
+    graph = {
+        "nodes": [{"id": f"L{i // 3}H{i % 3}", "layer": i // 3, "head": i % 3} for i in range(6)],
+        "edges": [{"source": "L0H0", "target": "L1H2", "weight": 0.5}],
+    }
+    full = figures.graph_figure(graph, labels, keep, salience)
+    assert len(full.data[1].x) == 6 and list(full.data[0].x) == [0, 1, None]
+    only_0 = figures.graph_figure(graph, labels, keep, salience, clusters=[0])
+    assert only_0.data[1].hovertext[0].startswith("layer 0, head 0")
+    assert len(only_0.data[1].x) == 2 and list(only_0.data[0].x) == []
 
 
-def test_graph_html_is_offline(env):
-    from cahp_core.results import RunView
+def test_knee_and_task_curve_figures():
+    from cahp_core.knee import find_knee
+    from dashboard import figures
+
+    x = np.arange(2, 30)
+    knee = find_knee(x, np.log(x), degree=3)
+    fig = figures.knee_figure(knee)
+    assert [d.name for d in fig.data] == ["cluster quality", "polynomial, degree 3"]
+    assert fig.layout.shapes[0].x0 == knee.knee
+    records = [
+        {"heads_kept": n, "accuracy": a, "method": m}
+        for m, a in (("cahp", 0.5), ("gradient", 0.4))
+        for n in (4, 8)
+    ]
+    curve = figures.task_curve_figure(records, heads_kept=6)
+    assert [d.name for d in curve.data] == ["CAHP", "Gradient (Michel et al.)"]
+
+
+def test_presentation_mode_enlarges_fonts_without_touching_the_figure():
+    from dashboard import figures
+    from dashboard.theme import PRESENTATION_FONT, present
+
+    fig = figures.cluster_sizes_figure(np.array([0, 1, 1]))
+    big = present(fig)
+    assert big.layout.font.size == PRESENTATION_FONT and fig.layout.font.size is None
+
+
+def test_graph_html_is_offline_and_filters(tiny_view):
     from dashboard.graph_view import head_graph_html
     from dashboard.selection_view import degree_view
 
-    view = RunView(env / "tiny-run")
-    chosen = degree_view(view, 3)
-    html = head_graph_html(view.graph, chosen.labels, chosen.keep, view.salience.normalised)
-    assert "vis-network" in html or "vis.Network" in html
-    assert 'src="http' not in html and 'href="http' not in html
-    assert os.linesep is not None
+    chosen = degree_view(tiny_view, 3)
+    args = (tiny_view.graph, chosen.labels, chosen.keep, tiny_view.salience.normalised)
+    html = head_graph_html(*args)
+    assert "vis.Network" in html and not REMOTE.search(html)
+    assert html.count('"shape": "star"') == chosen.heads_kept
+    only_layer_0 = head_graph_html(*args, layers=[0])
+    assert '"id": "L1H0"' not in only_layer_0 and '"id": "L0H0"' in only_layer_0
+
+
+def test_selection_view_matches_the_selector(tiny_view):
+    from dashboard.selection_view import degree_view, expected_accuracy, method_maps
+
+    for degree in (1, 2, 3):
+        chosen = degree_view(tiny_view, degree)
+        selector = tiny_view.selector(degree)
+        assert chosen.knee.knee == selector.knee_
+        assert (chosen.keep == selector.support_).all()
+    maps = method_maps(tiny_view, chosen.keep, seed=3)
+    assert {int(m.sum()) for m in maps.values()} == {chosen.heads_kept}
+    points = sorted(
+        (r["heads_kept"], r["accuracy"]) for r in tiny_view.task_curve if r["method"] == "cahp"
+    )
+    assert expected_accuracy(tiny_view, points[0][0]) == pytest.approx(points[0][1])
+
+
+def test_report_is_one_offline_file(tiny_view):
+    from dashboard.report import figures_zip, report_html, run_figures
+    from dashboard.selection_view import degree_view
+
+    chosen = degree_view(tiny_view, 2)
+    html = report_html(tiny_view, chosen)
+    assert not REMOTE.search(html)  # plotly.js inlined, nothing fetched
+    assert "kept heads" in html and f"{chosen.heads_kept} of {chosen.keep.size}" in html
+    figs = run_figures(tiny_view, chosen)
+    archive = zipfile.ZipFile(io.BytesIO(figures_zip(figs, png=False)))
+    names = set(archive.namelist())
+    assert {f"figures/{n}.html" for n in figs} <= names and "figures/README.txt" in names
+
+
+def test_quality_summary_groups_benchmark_records(tmp_path):
+    from dashboard.report import quality_summary
+
+    records = [
+        {"task": "sst5", "split": "test", "method": m, "budget_frac": b, "seed": s, "accuracy": a}
+        for m, b, a in (("full", 1.0, 0.5), ("cahp", 0.25, 0.4), ("gradient", 0.25, 0.3))
+        for s in (1, 2)
+    ]
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps(records))
+    table = quality_summary(path)
+    assert list(table["method"]) == ["CAHP", "Gradient (Michel et al.)"]
+    assert list(table["count"]) == [2, 2] and list(table["mean"]) == [0.4, 0.3]
+
+
+@dataclass
+class FakeUpload:
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def getvalue(self) -> bytes:
+        return self.data
+
+
+def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):
+    """The Run page's upload path: validated split files the CLI's custom task can read."""
+    from cahp_core.data import load_task
+    from dashboard.inputs import guess_columns, header_columns, save_upload, split_upload
+
+    rows = "".join(f"review {i} is {'good' if i % 2 else 'bad'},{i % 3}\n" for i in range(30))
+    upload = FakeUpload("reviews.csv", ("sentence,stars\n" + rows).encode())
+    columns = header_columns(upload.getvalue(), upload.name)
+    assert columns == ["sentence", "stars"]
+    assert guess_columns(columns) == (["sentence"], "stars")
+    stored = save_upload(upload, tmp_path, "my-run")
+    assert stored == tmp_path / ".uploads" / "my-run" / "data.csv"
+    folder, num_labels = split_upload(stored, ["sentence"], "stars")
+    assert num_labels == 3
+    train = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    assert set(train[0]) == {"sentence", "label"} and len(train) == 27
+    task = load_task("custom", data_dir=folder, text_columns=("sentence",), label_column="label")
+    assert task.spec.num_labels == 3 and len(task.splits["train"]) == 27
+    with pytest.raises(CAHPError, match="no column"):
+        split_upload(stored, ["text"], "stars")
+    with pytest.raises(CAHPError, match="both"):
+        split_upload(stored, ["sentence"], "sentence")
+    with pytest.raises(CAHPError, match="limit is 50 MB"):
+        save_upload(FakeUpload("big.csv", b"x" * (50 * 1024 * 1024 + 1)), tmp_path, "big")
+    with pytest.raises(CAHPError, match=".csv or .jsonl"):
+        header_columns(b"a,b\n", "data.xlsx")
+    jsonl = b'{"premise": "a", "hypothesis": "b", "label": 0}\n'
+    assert guess_columns(header_columns(jsonl, "pairs.jsonl")) == (
+        ["premise", "hypothesis"],
+        "label",
+    )
+
+
+def test_stage_fractions_fill_silent_stages():
+    from cahp_core.pipeline import STAGES
+    from dashboard.jobs import last_error, stage_fractions
+
+    progress = {"stages": {"finetune": {"fraction": 1.0, "message": "done"}, "export": {}}}
+    rows = stage_fractions(progress)
+    assert [r[0] for r in rows] == list(STAGES)
+    assert all(fraction == 1.0 for _, fraction, _ in rows[:-1])  # graph never reports
+    assert stage_fractions({})[0] == ("finetune", 0.0, "waiting")
+    assert last_error("x\nerror: bad model\n") == "error: bad model"
+
+
+# ---------------------------------------------------------------- many sessions at once
 
 
 def _weights_hash(model) -> str:
@@ -170,11 +474,10 @@ def _weights_hash(model) -> str:
     return digest.hexdigest()
 
 
-def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env):
+def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, tiny_view):
     import time
 
     from cahp_core.models import num_labels_of
-    from cahp_core.results import RunView
     from dashboard.jobs import job_status
     from dashboard.state import cached_model
 
@@ -187,19 +490,20 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env):
     for at, degree in zip(sessions, degrees, strict=True):
         at.slider[0].set_value(degree).run()
     exporter = page("export.py")  # a sixth view: export with the shared cached model
-    next(b for b in exporter.button if "export" in b.label.lower()).click().run()
-    assert not exporter.exception and not exporter.error
+    _button(exporter, "export").click().run()
+    assert not exporter.exception and not exporter.error, [e.value for e in exporter.error]
     launcher = page("run.py")  # and one session launches a real background run
-    next(t for t in launcher.text_input if t.label == "Model").set_value(
-        RunView(env / "tiny-run").config.model
-    )
-    next(t for t in launcher.text_input if t.label == "Run name").set_value("launched")
+    _text(launcher, "Model").set_value(tiny_view.config.model)
+    _text(launcher, "Run name").set_value("launched")
     next(n for n in launcher.number_input if n.label.startswith("Max training")).set_value(64)
+    next(n for n in launcher.number_input if n.label.startswith("Max evaluation")).set_value(48)
     _launch(launcher)
     assert not launcher.exception and not launcher.error, [e.value for e in launcher.error]
+    assert any("started in the background" in s.value for s in launcher.success)
     for at, degree in zip(sessions, degrees, strict=True):
         at.run()
         assert at.slider[0].value == degree  # nobody else's degree leaked in
+        assert _metric(at, "Knee (clusters)") == str(tiny_view.selector(degree).knee_)
         assert not at.exception
     deadline = time.monotonic() + 240
     while (status := job_status(env, "launched"))[
@@ -207,24 +511,8 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env):
     ] == "running" and time.monotonic() < deadline:
         time.sleep(1)
     assert status["state"] == "finished", status["log_tail"][-2000:]
+    launcher.run()  # the watcher shows the finished run and the table lists it
+    assert not launcher.exception
+    assert "launched" in list(launcher.dataframe[0].value["name"])
     assert cached_model(str(model_dir), num_labels_of(model_dir)) is cached
     assert _weights_hash(cached.model) == before
-
-
-def test_upload_with_its_own_label_column_is_split_for_the_cli(tmp_path):
-    """The Run page's upload path: validated split files the CLI's custom task can read."""
-    import json
-
-    from cahp_core.data import load_task
-
-    source = (PAGES / "run.py").read_text()
-    helpers = source[: source.index('st.title("Run CAHP")')]
-    namespace: dict = {}
-    exec(compile(helpers, str(PAGES / "run.py"), "exec"), namespace)  # helpers only, no UI
-    upload = tmp_path / "data.jsonl"
-    upload.write_text(
-        "".join(json.dumps({"review": f"text {i}", "stars": i % 3}) + "\n" for i in range(30))
-    )
-    folder = namespace["split_upload"](upload, ["review"], "stars")
-    task = load_task("custom", data_dir=folder, text_columns=("review",), label_column="label")
-    assert task.spec.num_labels == 3 and len(task.splits["train"]) == 27
