@@ -118,19 +118,9 @@ class RunView:
 
     def selector(self, degree: int) -> CAHPSelector:
         """A selector fitted from the cached clustering with this degree (no recomputation)."""
-        n_layers, n_heads = self.shape
-        c = self.config
-        selector = CAHPSelector(
-            degree=degree,
-            clustering=c.clustering,
-            distance=c.distance,
-            perplexity=c.perplexity,
-            seed=c.seed,
-            n_neighbors=c.graph_neighbors,
-        )
-        return selector.fit_from_clustering(
-            self.clustering, self.salience.normalised, n_layers, n_heads
-        )
+        from .pipeline import fit_selector  # the same fit the CLI export uses
+
+        return fit_selector(self.config, self.clustering, self.salience, degree)
 
     def stage_seconds(self) -> dict[str, float]:
         stages = self.manifest.get("stages", {})
