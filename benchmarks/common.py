@@ -48,6 +48,13 @@ def write_results(name: str, records, smoke: bool) -> Path:
     return path
 
 
+def merge_task_records(name: str, records: list[dict], tasks: list[str], smoke: bool) -> list[dict]:
+    """``records`` plus the published records of tasks not run now (running one task keeps the rest)."""
+    path = RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
+    previous = json.loads(path.read_text()) if path.is_file() else []
+    return [r for r in previous if r.get("task") not in tasks] + records
+
+
 class RecordCache:
     """Append-only JSON Lines of finished measurements, so an interrupted benchmark resumes."""
 

@@ -51,3 +51,24 @@ def random_selection(n_layers: int, n_heads: int, n_keep: int, seed: int) -> np.
     keep = np.zeros(n_layers * n_heads, dtype=bool)
     keep[chosen] = True
     return keep.reshape(n_layers, n_heads)
+
+
+def same_budget_maps(
+    keep: np.ndarray, importance: np.ndarray, seed: int, raw_gradient: bool = False
+) -> dict[str, np.ndarray]:
+    """CAHP's kept map beside the baselines that keep exactly as many heads.
+
+    ``gradient`` is Michel et al.'s per-layer normalised ranking; with ``raw_gradient`` the
+    un-normalised global ranking is added as ``gradient-raw`` (the form whose proximity bias
+    the CAHP paper describes; normalisation evens the layers out).
+    """
+    keep = np.asarray(keep, dtype=bool)  # [L, H]
+    n_keep = int(keep.sum())
+    maps = {
+        "cahp": keep,
+        "gradient": gradient_selection(importance, n_keep),
+        "random": random_selection(*keep.shape, n_keep, seed),
+    }
+    if raw_gradient:
+        maps["gradient-raw"] = gradient_selection(importance, n_keep, normalise_per_layer=False)
+    return maps

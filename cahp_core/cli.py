@@ -306,7 +306,9 @@ def cmd_baseline(args) -> int:
         salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
     n_layers, n_heads = salience.raw.shape
     if args.method == "gradient":
-        keep = gradient_selection(salience.raw, args.heads)
+        keep = gradient_selection(
+            salience.raw, args.heads, normalise_per_layer=not args.no_layer_norm
+        )
     else:
         if not 1 <= args.heads <= n_layers * n_heads:
             raise CAHPError(f"--heads must be between 1 and {n_layers * n_heads}; got {args.heads}")
@@ -320,7 +322,11 @@ def cmd_baseline(args) -> int:
             args.out,
             onnx=args.onnx,
             stage="baseline",
-            extra={"method": args.method, "seed": args.seed},
+            extra={
+                "method": args.method,
+                "seed": args.seed,
+                "normalise_per_layer": args.method == "gradient" and not args.no_layer_norm,
+            },
         )
     print(
         json.dumps(
@@ -469,7 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--method", choices=("gradient", "random"), required=True)
     p.add_argument("--heads", type=int, required=True, help="number of heads to keep")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random selection")
+    p.add_argument(
+        "--no-layer-norm",
+        action="store_true",
+        help="gradient: rank the raw importances globally instead of dividing each layer's by "
+        "their L2 norm first (Michel et al.'s default)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true")
     p.set_defaults(func=cmd_baseline)

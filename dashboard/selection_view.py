@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cahp_core.baselines import gradient_selection, random_selection
+from cahp_core.baselines import same_budget_maps
 from cahp_core.knee import KneeResult
 from cahp_core.results import RunView
 
@@ -48,15 +48,11 @@ def degree_view(view: RunView, degree: int) -> DegreeView:
     )
 
 
-def method_maps(view: RunView, keep: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+def method_maps(
+    view: RunView, keep: np.ndarray, seed: int = 0, raw_gradient: bool = False
+) -> dict[str, np.ndarray]:
     """CAHP's selection and the gradient / random baselines with the same number of heads."""
-    n = int(keep.sum())
-    n_layers, n_heads = keep.shape
-    return {
-        "cahp": keep,
-        "gradient": gradient_selection(view.salience.raw, n),
-        "random": random_selection(n_layers, n_heads, n, seed),
-    }
+    return same_budget_maps(keep, view.salience.raw, seed, raw_gradient)
 
 
 def nearest_curve_point(view: RunView, method: str, heads_kept: int) -> dict | None:

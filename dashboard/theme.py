@@ -29,10 +29,17 @@ CLUSTER_PALETTE = (
     "#AF0038",
     "#22FFA7",
 )
-METHOD_COLORS = {"cahp": "#2563eb", "gradient": "#f97316", "random": "#6b7280", "full": "#111827"}
+METHOD_COLORS = {
+    "cahp": "#2563eb",
+    "gradient": "#f97316",
+    "gradient-raw": "#b45309",
+    "random": "#6b7280",
+    "full": "#111827",
+}
 METHOD_LABELS = {
     "cahp": "CAHP",
     "gradient": "Gradient (Michel et al.)",
+    "gradient-raw": "Gradient, not layer-normalised",
     "random": "Random",
     "full": "Full model",
 }

@@ -16,8 +16,15 @@ view = current_view()
 if view is not None:
     degree = current_degree(view)
     chosen = degree_view(view, degree)
-    seed = st.columns(4)[0].number_input("Random baseline seed", min_value=0, value=0, step=1)
-    maps = method_maps(view, chosen.keep, int(seed))
+    seed_column, raw_column = st.columns([1, 3])
+    seed = seed_column.number_input("Random baseline seed", min_value=0, value=0, step=1)
+    raw_gradient = raw_column.toggle(
+        "Also gradient without per-layer normalisation",
+        key="proximity_raw_gradient",
+        help="Michel et al. divide each layer's importances by their L2 norm, which evens the "
+        "layers out; the raw global ranking is the form whose proximity bias the paper describes.",
+    )
+    maps = method_maps(view, chosen.keep, int(seed), raw_gradient=raw_gradient)
     st.caption(
         f"Budget: {chosen.heads_kept} heads, CAHP's count at degree {degree}. Gradient keeps the "
         "globally most important heads (Michel et al., 2019, per-layer normalised); random keeps "

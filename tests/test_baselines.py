@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cahp_core.baselines import gradient_selection, random_selection
+from cahp_core.baselines import gradient_selection, random_selection, same_budget_maps
 from cahp_core.errors import CAHPError
 
 
@@ -54,3 +54,16 @@ def test_random_budget_errors():
     for bad in (0, 73, -1):
         with pytest.raises(CAHPError, match="between 1 and 72"):
             random_selection(6, 12, bad, 0)
+
+
+def test_same_budget_maps_keep_as_many_heads_as_cahp():
+    importance = np.array([[0.1, 0.2, 0.3], [5.0, 6.0, 7.0]])  # the last layer dominates raw
+    cahp = np.array([[True, True, False], [False, False, True]])
+    maps = same_budget_maps(cahp, importance, seed=0, raw_gradient=True)
+    assert list(maps) == ["cahp", "gradient", "random", "gradient-raw"]
+    assert {int(m.sum()) for m in maps.values()} == {3}
+    np.testing.assert_array_equal(maps["cahp"], cahp)
+    # raw: the three heads of the dominant layer; normalised: both layers are on one scale
+    assert maps["gradient-raw"].tolist() == [[False, False, False], [True, True, True]]
+    assert maps["gradient"][0].any() and maps["gradient"][1].any()
+    assert "gradient-raw" not in same_budget_maps(cahp, importance, seed=0)

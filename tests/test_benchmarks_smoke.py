@@ -58,3 +58,36 @@ def test_quality_smoke(shared_data):
             assert r["heads"] == cahp[(r["task"], r["budget_frac"])]  # same budget
     proximity = json.loads((RESULTS / "proximity.smoke.json").read_text())
     assert all(0 <= p["mean_depth"] <= 1 for p in proximity)
+
+
+def test_results_doc_matches_the_results_files():
+    """docs/results.md is what benchmarks/report.py makes of benchmarks/results/*.json."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_report_statistics_on_known_records(monkeypatch):
+    import pandas as pd
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import report
+
+    assert report.middle_third_share([0, 0, 2, 2, 0, 0]) == 1.0  # layers 2, 3 of 6
+    assert report.middle_third_share([1, 1, 0, 0, 1, 1]) == 0.0
+    group = pd.DataFrame(
+        [
+            {"budget_frac": "0.1", "seed": s, "method": m, "accuracy": a}
+            for s, (c, g) in enumerate(((0.5, 0.4), (0.6, 0.4), (0.4, 0.4)))
+            for m, a in (("cahp", c), ("gradient", g), ("random", 0.1))
+        ]
+    )
+    mean, std = report.paired_differences(group)["0.1"]
+    assert mean == pytest.approx(0.1) and std == pytest.approx(0.1)
+    line = report.claim1_line("sst5", "test", {"0.1": (0.1, 0.1), "0.2": (-0.02, 0.01)})
+    assert "held partly" in line and "within the seed spread" in line and "behind, beyond" in line

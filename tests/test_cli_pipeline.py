@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from cahp_core.baselines import gradient_selection
 from cahp_core.cli import main
-from cahp_core.pruning import load_pruned
+from cahp_core.pruning import load_pruned, read_keep
 from cahp_core.testing import save_tiny_model
 
 SUMMARY_KEYS = {
@@ -124,3 +126,11 @@ def test_baselines(demo, capsys):
         info = json.loads(capsys.readouterr().out.splitlines()[-1])
         assert info["heads_kept"] == 5 and info["method"] == method
         assert (out / "kept_heads.json").is_file()
+    raw_out = base / "baseline-gradient-raw"
+    args = ["baseline", str(run), "--method", "gradient", "--heads", "5", "--no-layer-norm"]
+    assert main([*args, "--out", str(raw_out)]) == 0
+    info = json.loads((raw_out / "cahp_export.json").read_text())
+    assert info["normalise_per_layer"] is False and info["heads_kept"] == 5
+    salience = json.loads((run / "salience.json").read_text())
+    expected = gradient_selection(np.array(salience["raw"]), 5, normalise_per_layer=False)
+    np.testing.assert_array_equal(read_keep(raw_out), expected)

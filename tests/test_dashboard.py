@@ -159,6 +159,10 @@ def test_proximity_compares_methods(env):
     assert frame["masked accuracy"].notna().all()
     at.number_input[0].set_value(7).run()  # another random seed
     assert not at.exception
+    at.toggle(key="proximity_raw_gradient").set_value(True).run()
+    frame = at.dataframe[0].value
+    assert list(frame["method"])[-1] == "Gradient, not layer-normalised"
+    assert (frame["heads kept"] == frame["heads kept"].iloc[0]).all()
 
 
 def test_no_runs_message(tmp_path, monkeypatch):
