@@ -7,8 +7,8 @@ with the same settings and is evaluated. Gradient and random keep exactly as man
 kept at that budget. Proximity statistics also cover gradient importance without per-layer
 normalisation (``gradient-raw``), which is not fine-tuned.
 
-    python benchmarks/quality.py                  # the published numbers (2 cores: SST-5 about
-                                                  # 75 min, MNLI about 90 min)
+    python benchmarks/quality.py                  # the published numbers (2 idle cores: SST-5
+                                                  # about 20 min, MNLI about 1 h)
     python benchmarks/quality.py --tasks mnli     # one task; the other task's records are kept
     python benchmarks/quality.py --proximity-only # depth statistics only, no pruned fine-tunes
     python benchmarks/quality.py --smoke          # a tiny end-to-end check (CI)
