@@ -37,12 +37,17 @@ def machine() -> dict:
     }
 
 
+def result_path(name: str, smoke: bool) -> Path:
+    """benchmarks/results/<name>.json (``<name>.smoke.json`` in smoke mode)."""
+    return RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
+
+
 def write_results(name: str, records, smoke: bool) -> Path:
-    """Write ``records`` to benchmarks/results/<name>.json (``*.smoke.json`` in smoke mode)."""
+    """Write ``records`` to ``result_path(name, smoke)`` atomically."""
     from cahp_core.atomic import write_json_atomic
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
+    path = result_path(name, smoke)
     write_json_atomic(path, records)
     print(f"wrote {path}")
     return path
@@ -50,7 +55,7 @@ def write_results(name: str, records, smoke: bool) -> Path:
 
 def merge_task_records(name: str, records: list[dict], tasks: list[str], smoke: bool) -> list[dict]:
     """``records`` plus the published records of tasks not run now (running one task keeps the rest)."""
-    path = RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
+    path = result_path(name, smoke)
     previous = json.loads(path.read_text()) if path.is_file() else []
     return [r for r in previous if r.get("task") not in tasks] + records
 

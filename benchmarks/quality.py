@@ -166,27 +166,27 @@ def measure(ctx, key: dict, keep, selector, features, prune_train: int, cache: R
     )
 
 
-def run_seed(task, seed, ctx, salience, distances, cache, smoke: bool, fine_tune: bool):
-    """Proximity statistics of every method and budget; with ``fine_tune`` also their quality.
+def run_seed(task, seed, ctx, salience, distances, cache, smoke: bool, features: dict | None):
+    """Proximity statistics of every method and budget; given evaluation ``features`` (one
+    list per split), also their quality after pruning and one fine-tune.
 
     ``gradient-raw`` (no per-layer normalisation) gets proximity statistics only.
     """
     selector = seed_selector(ctx, salience, distances, seed)
-    features = eval_features(ctx, SETTINGS[task]["eval_splits"], smoke) if fine_tune else {}
     prune_train = 32 if smoke else SETTINGS[task]["prune_train"]
     proximity = []
     for key, keep in seed_maps(task, seed, selector, salience, SMOKE_BUDGETS if smoke else BUDGETS):
         proximity.append({**key, **depth_stats(keep)})
-        if fine_tune and key["method"] in QUALITY_METHODS and not cache.find(**key):
+        if features is not None and key["method"] in QUALITY_METHODS and not cache.find(**key):
             measure(ctx, key, keep, selector, features, prune_train, cache)
     return proximity
 
 
-def full_model_records(task: str, ctx, n_heads: int, smoke: bool) -> list[dict]:
+def full_model_records(task: str, ctx, n_heads: int, features: dict) -> list[dict]:
     """The unpruned fine-tuned model on the same evaluation splits (reference line)."""
     loaded = ctx.finetuned()
     records = []
-    for split, feats in eval_features(ctx, SETTINGS[task]["eval_splits"], smoke).items():
+    for split, feats in features.items():
         metrics = evaluate(loaded.model, loaded.tokenizer, feats)
         records.append(
             {
@@ -226,22 +226,23 @@ def main() -> None:
     for task in args.tasks:  # one cache per task, so tasks can run in parallel processes
         cache = RecordCache(WORK / f"quality-{task}{'.smoke' if args.smoke else ''}.jsonl")
         ctx, salience, distances = prepare(task, args.smoke)
-        fine_tune = not args.proximity_only
+        features = (  # tokenised once per task, shared by every seed and the full model
+            None
+            if args.proximity_only
+            else eval_features(ctx, SETTINGS[task]["eval_splits"], args.smoke)
+        )
         for seed in seeds:
-            proximity += run_seed(
-                task, seed, ctx, salience, distances, cache, args.smoke, fine_tune
-            )
-        if fine_tune:
-            references += full_model_records(task, ctx, int(salience.raw.size), args.smoke)
+            proximity += run_seed(task, seed, ctx, salience, distances, cache, args.smoke, features)
+        if features is not None:
+            references += full_model_records(task, ctx, int(salience.raw.size), features)
             records += [r for r in cache.records if r["seed"] in seeds]
     # Records of tasks not run now are kept, so `--tasks mnli` adds MNLI beside SST-5.
-    if not args.proximity_only:
-        quality = merge_task_records("quality", references + records, args.tasks, args.smoke)
-        write_results("quality", quality, args.smoke)
     write_results(
         "proximity", merge_task_records("proximity", proximity, args.tasks, args.smoke), args.smoke
     )
     if not args.proximity_only:
+        quality = merge_task_records("quality", references + records, args.tasks, args.smoke)
+        write_results("quality", quality, args.smoke)
         meta = {
             "machine": machine(),
             "settings": SETTINGS,

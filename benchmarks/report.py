@@ -17,10 +17,10 @@ from common import RESULTS, ROOT
 
 from cahp_core.atomic import write_text_atomic
 from cahp_core.results import RunView
+from dashboard.theme import METHOD_COLORS  # one colour per method, as in the dashboard
 
 DOCS = ROOT / "docs"
 FIGURES = DOCS / "figures"
-COLORS = {"cahp": "#2563eb", "gradient": "#f97316", "gradient-raw": "#b45309", "random": "#6b7280"}
 HIGH_COMPRESSION = ("0.1", "0.2")  # budget fractions (as strings) where claim 1 is judged
 
 
@@ -86,7 +86,7 @@ def quality_section(quality: list[dict], write_figures: bool = True) -> tuple[li
                 f"{cell.get('gradient', '')} | {cell.get('random', '')} | "
                 f"{'' if diff is None else signed(*diff)} | {int(rows['seeds'].max())} |"
             )
-        knee_heads = group[(group["method"] == "cahp") & (group["budget_frac"] == "knee")]
+        knee_heads = cahp_knee_rows(group)
         out += [
             "",
             "Mean ± standard deviation over seeds. CAHP − gradient: the mean and standard "
@@ -105,7 +105,7 @@ def quality_section(quality: list[dict], write_figures: bool = True) -> tuple[li
                 error_y={"array": rows["std"]},
                 name=method,
                 mode="lines+markers",
-                line={"color": COLORS.get(method)},
+                line={"color": METHOD_COLORS.get(method)},
             )
         fig.update_layout(
             title=f"{task} {split}: accuracy vs heads kept",
@@ -116,6 +116,11 @@ def quality_section(quality: list[dict], write_figures: bool = True) -> tuple[li
         high = {b: diffs[b] for b in HIGH_COMPRESSION if b in diffs}
         verdicts.append((task, split, high))
     return out, verdicts
+
+
+def cahp_knee_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Quality records of CAHP at its own knee."""
+    return frame[(frame["method"] == "cahp") & (frame["budget_frac"] == "knee")]
 
 
 def paired_differences(group: pd.DataFrame) -> dict[str, tuple[float, float]]:
@@ -184,7 +189,7 @@ def proximity_section(proximity: list[dict], write_figures: bool = True) -> tupl
     by_budget = frame.pivot_table(
         index=["task", "budget_frac"], columns="method", values="mean_depth", aggfunc="mean"
     )
-    methods = [m for m in COLORS if m in by_budget.columns]
+    methods = [m for m in METHOD_COLORS if m in by_budget.columns]
     out += [
         "",
         "Mean depth by budget (mean over seeds):",
@@ -204,7 +209,7 @@ def proximity_section(proximity: list[dict], write_figures: bool = True) -> tupl
                 x=[f"layer {i}" for i in share.index],
                 y=share,
                 name=method,
-                marker_color=COLORS.get(method),
+                marker_color=METHOD_COLORS.get(method),
             )
         fig.update_layout(
             barmode="group", title=f"{task}: share of kept heads per layer (all budgets, seeds)"
@@ -311,8 +316,7 @@ def claim3_line(task: str, depth: float, middle: float, biased: dict[str, float]
 
 def knee_seed_note(quality: list[dict]) -> str:
     """How the knee's head count moved with the clustering seed in the quality benchmark."""
-    frame = pd.DataFrame(quality)
-    knee = frame[(frame["method"] == "cahp") & (frame["budget_frac"] == "knee")]
+    knee = cahp_knee_rows(pd.DataFrame(quality))
     per_task = [
         f"{task} " + "/".join(str(int(h)) for h in rows.drop_duplicates("seed")["heads"])
         for task, rows in knee.sort_values("seed").groupby("task")
@@ -418,7 +422,7 @@ def build_report(write_figures: bool = True) -> str:
     )
     if quality:
         frame = pd.DataFrame(quality)
-        knee = frame[(frame["method"] == "cahp") & (frame["budget_frac"] == "knee")]
+        knee = cahp_knee_rows(frame)
         full = frame[frame["method"] == "full"]
         for (task, split), rows in knee.groupby(["task", "split"]):
             ref = full[(full["task"] == task) & (full["split"] == split)]["accuracy"]
