@@ -17,6 +17,8 @@ EPILOG = """examples (all offline with the bundled model and SST-5):
   cahp prune models/sst5 --remove "0:0,1,2;3:5" --out models/sst5-pruned --onnx
   cahp run --model minilm-l6 --task sst5 --preset quick --out runs/demo
   cahp export runs/demo --degree 3 --out models/demo-d3 --onnx
+  cahp export runs/demo --degree 4 --knee-curve performance --out models/demo-perf
+  cahp recluster runs/old-run --seeds 5
   cahp baseline runs/demo --method gradient --heads 20 --out runs/demo/baselines/gradient-20
   cahp dashboard
 """
@@ -68,6 +70,34 @@ def _add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--text-columns", help="custom task: comma-separated text column(s)")
     p.add_argument("--label-column", default="label", help="custom task: label column")
     p.add_argument("--num-labels", type=int, help="custom task: number of labels")
+
+
+def _add_knee_args(p: argparse.ArgumentParser, shape: bool = True) -> None:
+    p.add_argument(
+        "--knee-curve",
+        help="quality (default: the clustering-quality curve over k, the paper's) or "
+        "performance (the run's measured masked-accuracy curve)",
+    )
+    if shape:
+        p.add_argument(
+            "--knee-shape",
+            help="concave (default: the authors' kneed call, concave and increasing) or auto "
+            "(guess the shape from the fit; not the paper's)",
+        )
+
+
+def _add_cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--quality",
+        help="mss (default: the authors' mean simplified silhouette) or simplified-silhouette "
+        "(nearest other medoid; this project's earlier curve)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        help="number of clustering seeds (default 5: --seed, --seed+1, ...); export uses the "
+        "seed whose kept heads are closest to all the others",
+    )
 
 
 def _text_columns(args) -> tuple[str, ...] | None:
@@ -225,8 +255,12 @@ def cmd_run(args) -> int:
         epochs=args.epochs,
         prune_epochs=args.prune_epochs,
         degree=args.degree,
+        knee_curve=args.knee_curve,
+        knee_shape=args.knee_shape,
         clustering=args.clustering,
         distance=args.distance,
+        quality=args.quality,
+        n_seeds=args.seeds,
         seed=args.seed,
         device=args.device,
         onnx=args.onnx or None,
@@ -234,25 +268,50 @@ def cmd_run(args) -> int:
         trust_remote_code=args.trust_remote_code or None,
     )
     summary = run_pipeline(config, args.out, progress=_progress_printer(args.progress_json))
+    _print_summary(summary, args.out)
+    return 0
+
+
+SUMMARY_KEYS = (
+    "heads_total",
+    "heads_kept",
+    "kept_per_layer",
+    "knee",
+    "degree",
+    "knee_curve",
+    "knee_fallback",
+    "consensus_seed",
+    "heads_by_seed",
+    "accuracy_full",
+    "accuracy_masked",
+    "accuracy_pruned",
+)
+
+
+def _print_summary(summary: dict, out: str) -> None:
+    heads = summary["knee_spread"]["heads"]
     print(
-        json.dumps(
-            {
-                k: summary[k]
-                for k in (
-                    "heads_total",
-                    "heads_kept",
-                    "kept_per_layer",
-                    "knee",
-                    "degree",
-                    "knee_fallback",
-                    "accuracy_full",
-                    "accuracy_masked",
-                    "accuracy_pruned",
-                )
-            }
-        )
+        f"knee k={summary['knee']} ({summary['knee_curve']} curve, degree {summary['degree']}): "
+        f"{summary['heads_kept']} heads kept (consensus of seeds {summary['seeds']}; "
+        f"{heads['min']}-{heads['max']} heads across seeds)",
+        file=sys.stderr,
     )
-    print(f"summary: {Path(args.out) / 'summary.json'}", file=sys.stderr)
+    print(json.dumps({k: summary[k] for k in SUMMARY_KEYS}))
+    print(f"summary: {Path(out) / 'summary.json'}", file=sys.stderr)
+
+
+def cmd_recluster(args) -> int:
+    from .pipeline import recluster_run
+
+    summary = recluster_run(
+        args.run,
+        _progress_printer(args.progress_json),
+        n_seeds=args.seeds,
+        quality=args.quality,
+        degree=args.degree,
+        knee_curve=args.knee_curve,
+    )
+    _print_summary(summary, args.run)
     return 0
 
 
@@ -261,10 +320,12 @@ def cmd_export(args) -> int:
 
     def announce(record: dict) -> None:
         fallback = " (fallback: " + record["knee_reason"] + ")" if record["knee_fallback"] else ""
+        heads = record["knee_spread"]["heads"]
         print(
-            f"degree {record['degree']}: knee k={record['knee']}{fallback}, "
-            f"{record['heads_kept']} of {record['heads_total']} heads kept "
-            f"(per layer {record['kept_per_layer']})",
+            f"degree {record['degree']}, {record['knee_curve']} knee: k={record['knee']}"
+            f"{fallback}, {record['heads_kept']} of {record['heads_total']} heads kept "
+            f"(per layer {record['kept_per_layer']}; seed {record['consensus_seed']} is the "
+            f"consensus of {len(record['seeds'])}, {heads['min']}-{heads['max']} heads across seeds)",
             flush=True,
         )
 
@@ -272,6 +333,7 @@ def cmd_export(args) -> int:
         args.run,
         args.degree,
         args.out,
+        knee_curve=args.knee_curve,
         onnx=args.onnx,
         progress=_progress_printer(),
         announce=announce,
@@ -282,6 +344,7 @@ def cmd_export(args) -> int:
                 k: info[k]
                 for k in (
                     "degree",
+                    "knee_curve",
                     "knee",
                     "heads_kept",
                     "accuracy_masked",
@@ -439,8 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_args(p)
     p.add_argument("--preset", choices=("quick", "paper"), default="paper", help=QUICK_HELP)
     p.add_argument("--degree", type=int, help="polynomial degree of the knee fit (default 6)")
+    _add_knee_args(p)
     p.add_argument("--clustering", choices=("tsne-kmedoids", "graph"))
     p.add_argument("--distance", choices=("jm", "js"))
+    _add_cluster_args(p)
     p.add_argument("--max-train", type=int)
     p.add_argument("--max-eval", type=int)
     p.add_argument("--epochs", type=float)
@@ -465,9 +530,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run")
     p.add_argument("--degree", type=int, required=True)
+    _add_knee_args(p, shape=False)
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = add(
+        "recluster",
+        "re-cluster a run (e.g. one made by an earlier version) and redo the stages after it, "
+        "keeping its fine-tuned model",
+    )
+    p.add_argument("run")
+    p.add_argument("--degree", type=int, help="polynomial degree of the knee fit")
+    _add_knee_args(p, shape=False)
+    _add_cluster_args(p)
+    p.add_argument("--progress-json", help="also write live progress to this JSON file")
+    p.set_defaults(func=cmd_recluster)
 
     p = add(
         "baseline", "gradient or random head pruning at a budget, with the run's fine-tuned model"

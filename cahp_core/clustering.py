@@ -2,14 +2,26 @@
 
 Every result holds, for each k, the label of every head and the medoid of every cluster,
 with clusters numbered 0..k-1 in order of their smallest member (flat head index), so
-``medoids[row][c]`` is the medoid of cluster ``c`` in ``labels[row]``. The quality curve is
-the mean simplified silhouette (Hruschka et al., 2004) over k.
+``medoids[row][c]`` is the medoid of cluster ``c`` in ``labels[row]``.
+
+The quality curve over k is, by default, the authors' mean simplified silhouette
+(``quality="mss"``, yanivlivert/cahp ``cahp/graph/mss.py``): ``a`` is a head's distance to its
+own medoid, ``b`` its *mean* distance to all other medoids, heads with ``a == 0`` (the
+medoids) are left out, and once the curve reaches 1 the sweep's remaining values are 1. It
+rises with k because more medoids bring every head closer to its own. The variant
+``"simplified-silhouette"`` (Hruschka et al., 2004, as this project computed it before) uses
+the *nearest* other medoid for ``b`` and scores every medoid 1.
+
+t-SNE runs as the authors run it: scikit-learn's defaults (PCA start, Barnes-Hut,
+perplexity 10, 1000 iterations) on the head feature matrix, so the embedding barely depends
+on the seed; FasterPAM then gets the same seed. Distances with no feature matrix (``js``)
+start t-SNE from classical MDS of the distances, the same geometry a PCA start gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import kmedoids
 import numpy as np
@@ -20,6 +32,9 @@ from .errors import CAHPError
 from .graph import build_head_graph, canonical_labels, louvain_labels
 
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
+QUALITY_METHODS = ("mss", "simplified-silhouette")
+TSNE_INITS = ("pca", "random")
+CLUSTERING_FORMAT = 2  # clustering.npz: one result per seed (format 1: one seed, old curve)
 
 
 @dataclass(frozen=True)
@@ -30,8 +45,10 @@ class ClusteringResult:
     ks: np.ndarray  # [K] int
     labels: np.ndarray  # [K, N] int, clusters 0..k-1 ordered by smallest member
     medoids: list[np.ndarray]  # K x [k] int, medoids[row][c] = medoid of cluster c
-    quality: np.ndarray  # [K] mean simplified silhouette
+    quality: np.ndarray  # [K] cluster quality (``quality_name``)
     embedding: np.ndarray | None = None  # [N, 2] t-SNE coordinates
+    quality_name: str = "mss"
+    seed: int = 42
 
     def valid_ks(self) -> str:
         """The clustered k values, as text for error messages."""
@@ -59,6 +76,8 @@ class ClusteringResult:
             "labels": np.asarray(self.labels, dtype=np.int64),
             "medoids": medoids,
             "quality": np.asarray(self.quality, dtype=np.float64),
+            "quality_name": np.array(self.quality_name),
+            "seed": np.array(self.seed, dtype=np.int64),
         }
         if self.embedding is not None:
             arrays["embedding"] = np.asarray(self.embedding, dtype=np.float64)
@@ -70,13 +89,24 @@ class ClusteringResult:
         medoids = [row[row >= 0] for row in np.asarray(arrays["medoids"], dtype=np.int64)]
         embedding = arrays.get("embedding")
         return cls(
-            method=str(arrays["method"]),
+            method=str(_scalar(arrays["method"])),
             ks=np.asarray(arrays["ks"], dtype=np.int64),
             labels=np.asarray(arrays["labels"], dtype=np.int64),
             medoids=medoids,
             quality=np.asarray(arrays["quality"], dtype=np.float64),
             embedding=None if embedding is None else np.asarray(embedding, dtype=np.float64),
+            quality_name=str(_scalar(arrays.get("quality_name", "simplified-silhouette"))),
+            seed=int(_scalar(arrays.get("seed", 42))),
         )
+
+    def with_embedding(self, embedding: np.ndarray | None) -> ClusteringResult:
+        """The same clustering with t-SNE coordinates attached."""
+        return replace(self, embedding=embedding)
+
+
+def _scalar(value: object) -> object:
+    """The one value of a scalar array as saved in npz (stored 1-D, ``[1]``)."""
+    return np.asarray(value).reshape(-1)[0].item()
 
 
 def check_distance_matrix(distance: np.ndarray) -> np.ndarray:
@@ -95,48 +125,115 @@ def check_distance_matrix(distance: np.ndarray) -> np.ndarray:
     return distance
 
 
-def tsne_embedding(distance: np.ndarray, perplexity: float = 10.0, seed: int = 42) -> np.ndarray:
-    """2-D t-SNE of the heads from a precomputed distance matrix ``[N, N]``: ``[N, 2]``.
+def classical_mds(distance: np.ndarray, n_components: int = 2) -> np.ndarray:
+    """Classical (Torgerson) MDS coordinates of a distance matrix ``[N, N]``: ``[N, d]``.
 
-    The perplexity is clamped to ``max(1, floor((N - 1) / 3))`` so that small models (few
-    heads) still work: t-SNE needs about three times the perplexity in neighbours.
-    scikit-learn's default Barnes-Hut gradients are used (the published benchmarks and the
-    embedded example run were made with them).
+    For Euclidean distances between feature vectors these are the features' PCA
+    projections (up to the sign of each axis). Signs are fixed so that the largest absolute
+    coordinate of each axis is positive (deterministic).
     """
-    distance = check_distance_matrix(distance)
-    n = len(distance)
+    squared = np.asarray(distance, dtype=np.float64) ** 2
+    n = len(squared)
+    centring = np.eye(n) - np.full((n, n), 1.0 / n)
+    gram = -0.5 * centring @ squared @ centring  # [N, N]
+    values, vectors = np.linalg.eigh(gram)  # ascending
+    order = np.argsort(values)[::-1][:n_components]
+    coords = vectors[:, order] * np.sqrt(np.clip(values[order], 0.0, None))  # [N, d]
+    signs = np.sign(coords[np.argmax(np.abs(coords), axis=0), range(coords.shape[1])])
+    return coords * np.where(signs == 0, 1.0, signs)
+
+
+def _tsne_perplexity(n: int, perplexity: float) -> float:
     if n < 3:
         raise CAHPError(f"t-SNE needs at least 3 heads; got {n}")
     if not perplexity > 0:
         raise CAHPError(f"perplexity must be > 0; got {perplexity}. Try 10.")
-    perplexity = float(max(1, min(perplexity, (n - 1) // 3)))
-    tsne = TSNE(
-        n_components=2,
-        metric="precomputed",
-        init="random",
-        perplexity=perplexity,
-        method="barnes_hut",
-        random_state=seed,
-    )
+    # t-SNE needs about three times the perplexity in neighbours: small models still work
+    return float(max(1, min(perplexity, (n - 1) // 3)))
+
+
+def tsne_embedding(
+    distance: np.ndarray,
+    perplexity: float = 10.0,
+    seed: int = 42,
+    *,
+    features: np.ndarray | None = None,
+    init: str = "pca",
+) -> np.ndarray:
+    """2-D t-SNE of the heads: ``[N, 2]``.
+
+    With ``features`` ``[N, F]`` (the JM feature matrix) t-SNE runs on them exactly as the
+    authors run it: scikit-learn's defaults (Euclidean, PCA start, Barnes-Hut), perplexity
+    10 and 1000 iterations. Without features it runs on the precomputed ``distance``
+    ``[N, N]``, started from classical MDS (``init="pca"``) or at random (``init="random"``,
+    this project's earlier behaviour, seed-dependent). The perplexity is clamped to
+    ``max(1, floor((N - 1) / 3))`` so that small models (few heads) still work.
+    """
+    distance = check_distance_matrix(distance)
+    n = len(distance)
+    perplexity = _tsne_perplexity(n, perplexity)
+    if init not in TSNE_INITS:
+        raise CAHPError(f"unknown t-SNE start {init!r}; choose one of {', '.join(TSNE_INITS)}")
+    common = {"n_components": 2, "perplexity": perplexity, "max_iter": 1000, "random_state": seed}
+    if features is not None:
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or len(features) != n or not np.isfinite(features).all():
+            raise CAHPError(
+                f"head features must be finite with one row per head [{n}, F]; got shape "
+                f"{features.shape}. Recompute the distances stage."
+            )
+        return TSNE(init=init, **common).fit_transform(features)  # [N, 2]
+    start = "random"
+    if init == "pca":  # scikit-learn refuses a PCA start on a precomputed matrix
+        start = classical_mds(distance)
+        start = start / np.std(start[:, 0]) * 1e-4  # scaled as scikit-learn scales PCA
     # a copy: scikit-learn's exact t-SNE squares a precomputed matrix in place (not Barnes-Hut,
     # but the caller's matrix must never depend on which method runs)
+    tsne = TSNE(metric="precomputed", init=start, **common)
     return tsne.fit_transform(distance.copy())  # [N, 2]
 
 
-def simplified_silhouette(
-    dissimilarity: np.ndarray, labels: np.ndarray, medoids: np.ndarray
-) -> float:
-    """Mean over points of ``(b - a) / max(a, b)`` (0 where both are 0).
-
-    ``labels[i]`` is the position in ``medoids`` of point i's cluster; ``a`` is the
-    dissimilarity to its own medoid, ``b`` to the nearest other medoid.
-    """
+def _check_partition(labels: np.ndarray, medoids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels, dtype=int)
     medoids = np.asarray(medoids, dtype=int)
     if len(medoids) < 2:
         raise CAHPError(f"a silhouette needs at least 2 clusters; got {len(medoids)}")
     if labels.min() < 0 or labels.max() >= len(medoids):
         raise CAHPError(f"labels must be cluster positions 0..{len(medoids) - 1} in medoids")
+    return labels, medoids
+
+
+def mean_simplified_silhouette(
+    dissimilarity: np.ndarray, labels: np.ndarray, medoids: np.ndarray
+) -> float:
+    """The authors' MSS: mean over points with ``a > 0`` of ``(b - a) / max(a, b)``.
+
+    ``labels[i]`` is the position in ``medoids`` of point i's cluster; ``a`` is the
+    dissimilarity to its own medoid, ``b`` the *mean* dissimilarity to all other medoids.
+    Points with ``a == 0`` (the medoids and their duplicates) are left out; 1 if every point
+    has ``a == 0``.
+    """
+    labels, medoids = _check_partition(labels, medoids)
+    rows = np.arange(len(labels))
+    to_medoids = np.asarray(dissimilarity, dtype=np.float64)[:, medoids]  # [N, k]
+    a = to_medoids[rows, labels]  # [N]
+    b = (to_medoids.sum(axis=1) - a) / (len(medoids) - 1)  # [N] mean over the other medoids
+    scored = a != 0
+    if not scored.any():
+        return 1.0
+    a, b = a[scored], b[scored]
+    return float(np.mean((b - a) / np.maximum(a, b)))
+
+
+def simplified_silhouette(
+    dissimilarity: np.ndarray, labels: np.ndarray, medoids: np.ndarray
+) -> float:
+    """Variant ``"simplified-silhouette"``: mean over *all* points of ``(b - a) / max(a, b)``
+    with ``b`` the dissimilarity to the *nearest* other medoid (0 where ``a == b == 0``).
+
+    Every medoid scores 1 here, so the curve rises with k mostly because medoids are added.
+    """
+    labels, medoids = _check_partition(labels, medoids)
     rows = np.arange(len(labels))
     to_medoids = np.asarray(dissimilarity, dtype=np.float64)[:, medoids]  # [N, k]
     a = to_medoids[rows, labels]  # [N]
@@ -147,6 +244,43 @@ def simplified_silhouette(
     safe = np.where(denominator > 0, denominator, 1.0)
     scores = np.where(denominator > 0, (b - a) / safe, 0.0)
     return float(scores.mean())
+
+
+QUALITY_FUNCTIONS = {
+    "mss": mean_simplified_silhouette,
+    "simplified-silhouette": simplified_silhouette,
+}
+
+
+def check_quality(name: str) -> str:
+    """``name`` if it is a known quality curve, else a CAHPError listing them."""
+    if name not in QUALITY_METHODS:
+        raise CAHPError(
+            f"unknown cluster quality {name!r}; choose one of {', '.join(QUALITY_METHODS)}"
+        )
+    return name
+
+
+def cluster_quality(
+    name: str, dissimilarity: np.ndarray, labels: np.ndarray, medoids: np.ndarray
+) -> float:
+    """The quality ``name`` (``mss`` or ``simplified-silhouette``) of one clustering."""
+    return QUALITY_FUNCTIONS[check_quality(name)](dissimilarity, labels, medoids)
+
+
+def pad_after_perfect(quality: np.ndarray) -> np.ndarray:
+    """The authors' early stop: once the curve reaches 1, every later value is 1."""
+    quality = np.asarray(quality, dtype=np.float64).copy()
+    perfect = np.flatnonzero(np.isclose(quality, 1.0, rtol=0.0, atol=1e-12))
+    if len(perfect):
+        quality[perfect[0] :] = 1.0
+    return quality
+
+
+def quality_curve(name: str, values: Sequence[float]) -> np.ndarray:
+    """The sweep's curve: MSS pads with 1 after its first 1; the variant is left as it is."""
+    values = np.asarray(values, dtype=np.float64)
+    return pad_after_perfect(values) if name == "mss" else values
 
 
 def canonical_clustering(labels: np.ndarray, medoids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,30 +306,44 @@ def _check_ks(ks: Sequence[int], n: int) -> np.ndarray:
 
 
 def kmedoids_sweep(
-    points: np.ndarray, ks: Sequence[int], seed: int = 42, *, precomputed: bool = False
+    points: np.ndarray,
+    ks: Sequence[int],
+    seed: int = 42,
+    *,
+    precomputed: bool = False,
+    quality: str = "mss",
 ) -> ClusteringResult:
     """FasterPAM k-medoids for every k in ``ks``.
 
     ``points`` ``[N, 2]`` (the t-SNE embedding; Euclidean distances are used), or an
     ``[N, N]`` dissimilarity matrix with ``precomputed=True``. Each medoid belongs to its own
-    cluster; every other head goes to its nearest medoid (ties: first medoid).
+    cluster; every other head goes to its nearest medoid (ties: first medoid). Every k is
+    clustered (the selection may need any of them); with ``quality="mss"`` the curve is 1
+    from the first k where it reaches 1 on, as the authors' sweep stops there.
     """
+    check_quality(quality)
     points = np.asarray(points, dtype=np.float64)
     dissimilarity = check_distance_matrix(points) if precomputed else cdist(points, points)
     n = len(dissimilarity)
     ks = _check_ks(ks, n)
-    labels, medoids, quality = [], [], []
+    labels, medoids, values = [], [], []
     for k in ks:
         result = kmedoids.fasterpam(dissimilarity, int(k), random_state=seed, n_cpu=1)
         found = np.asarray(result.medoids, dtype=int)  # [k]
         assignment = np.argmin(dissimilarity[:, found], axis=1)  # [N]
         assignment[found] = np.arange(len(found))  # a medoid is in its own cluster
-        quality.append(simplified_silhouette(dissimilarity, assignment, found))
+        values.append(cluster_quality(quality, dissimilarity, assignment, found))
         canonical, ordered = canonical_clustering(assignment, found)
         labels.append(canonical)
         medoids.append(ordered)
     return ClusteringResult(
-        "tsne-kmedoids", ks, np.asarray(labels, dtype=np.int64), medoids, np.asarray(quality)
+        "tsne-kmedoids",
+        ks,
+        np.asarray(labels, dtype=np.int64),
+        medoids,
+        quality_curve(quality, values),
+        quality_name=quality,
+        seed=int(seed),
     )
 
 
@@ -217,15 +365,17 @@ def louvain_sweep(
     seed: int = 42,
     k_min: int = 2,
     k_max: int | None = None,
+    quality: str = "mss",
 ) -> ClusteringResult:
     """Graph-native alternative: Louvain on the kNN head graph over a resolution sweep.
 
     ``resolutions`` defaults to ``np.geomspace(0.05, 50, 60)``. The first partition found
     for each distinct number of communities ``k`` in ``[k_min, k_max]`` (default 2..N-1) is
-    kept; medoid = the member with the smallest summed distance to the others; quality =
-    simplified silhouette on ``distance``. Raises a CAHPError if fewer than 3 distinct k are
-    found (too few points for a knee).
+    kept; medoid = the member with the smallest summed distance to the others; quality on
+    ``distance``. Raises a CAHPError if fewer than 3 distinct k are found (too few points for
+    a knee).
     """
+    check_quality(quality)
     distance = check_distance_matrix(distance)
     n = len(distance)
     k_max = n - 1 if k_max is None else k_max
@@ -244,15 +394,17 @@ def louvain_sweep(
         )
     ks = sorted(found)
     medoids = [community_medoids(distance, found[k]) for k in ks]
-    quality = [
-        simplified_silhouette(distance, found[k], m) for k, m in zip(ks, medoids, strict=True)
+    values = [
+        cluster_quality(quality, distance, found[k], m) for k, m in zip(ks, medoids, strict=True)
     ]
     return ClusteringResult(
         "graph",
         np.asarray(ks, dtype=np.int64),
         np.asarray([found[k] for k in ks], dtype=np.int64),
         medoids,
-        np.asarray(quality),
+        quality_curve(quality, values),
+        quality_name=quality,
+        seed=int(seed),
     )
 
 
@@ -268,17 +420,23 @@ def cluster_heads(
     k_min: int = 2,
     k_max: int | None = None,
     n_neighbors: int = 5,
+    *,
+    quality: str = "mss",
+    features: np.ndarray | None = None,
+    tsne_init: str = "pca",
 ) -> ClusteringResult:
     """Cluster all heads for every k in ``[k_min, k_max]`` (default 2..N-1).
 
-    ``tsne-kmedoids`` (paper): t-SNE of the distances, then FasterPAM for every k.
-    ``graph``: Louvain on the kNN head graph (k values are those Louvain finds); the t-SNE
-    embedding is computed too, for plots.
+    ``tsne-kmedoids`` (paper): t-SNE of the head ``features`` (or of the distances when
+    there are none), then FasterPAM for every k on the 2-D points, quality on those points.
+    ``graph``: Louvain on the kNN head graph (k values are those Louvain finds), quality on
+    ``distance``; the t-SNE embedding is computed too, for plots.
     """
     if method not in CLUSTERING_METHODS:
         raise CAHPError(
             f"unknown clustering {method!r}; choose one of {', '.join(CLUSTERING_METHODS)}"
         )
+    check_quality(quality)
     distance = check_distance_matrix(distance)
     n = len(distance)
     k_max = n - 1 if k_max is None else k_max
@@ -289,11 +447,67 @@ def cluster_heads(
         )
     if not _whole(n_neighbors) or n_neighbors < 1:
         raise CAHPError(f"graph neighbours must be a whole number >= 1; got {n_neighbors}")
-    embedding = tsne_embedding(distance, perplexity, seed)  # [N, 2]
+    embedding = tsne_embedding(
+        distance, perplexity, seed, features=features, init=tsne_init
+    )  # [N, 2]
     if method == "tsne-kmedoids":
-        result = kmedoids_sweep(embedding, range(k_min, k_max + 1), seed)
+        result = kmedoids_sweep(embedding, range(k_min, k_max + 1), seed, quality=quality)
     else:
-        result = louvain_sweep(distance, n_neighbors, seed=seed, k_min=k_min, k_max=k_max)
-    return ClusteringResult(
-        result.method, result.ks, result.labels, result.medoids, result.quality, embedding
-    )
+        result = louvain_sweep(
+            distance, n_neighbors, seed=seed, k_min=k_min, k_max=k_max, quality=quality
+        )
+    return result.with_embedding(embedding)
+
+
+def clustering_seeds(first: int, n_seeds: int) -> list[int]:
+    """The seeds of a seed sweep: ``first, first + 1, ..., first + n_seeds - 1``."""
+    if not _whole(n_seeds) or n_seeds < 1:
+        raise CAHPError(f"--seeds must be a whole number >= 1; got {n_seeds!r}. Try 5.")
+    if not _whole(first):
+        raise CAHPError(f"seed must be a whole number; got {first!r}")
+    return [int(first) + i for i in range(int(n_seeds))]
+
+
+def cluster_heads_seeds(
+    distance: np.ndarray,
+    seeds: Sequence[int],
+    progress: Callable[[int, int], None] | None = None,
+    **options,
+) -> list[ClusteringResult]:
+    """``cluster_heads`` once per seed (same options); ``progress(done, total)`` after each."""
+    results = []
+    for done, seed in enumerate(seeds, start=1):
+        results.append(cluster_heads(distance, seed=int(seed), **options))
+        if progress is not None:
+            progress(done, len(seeds))
+    return results
+
+
+def clusterings_to_arrays(results: Sequence[ClusteringResult]) -> dict[str, np.ndarray]:
+    """Plain arrays for ``clustering.npz``: every seed's result under ``s<i>_<name>``."""
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(CLUSTERING_FORMAT, dtype=np.int64),
+        "seeds": np.asarray([r.seed for r in results], dtype=np.int64),
+    }
+    for i, result in enumerate(results):
+        arrays.update({f"s{i}_{name}": v for name, v in result.to_arrays().items()})
+    return arrays
+
+
+def clusterings_from_arrays(
+    arrays: dict[str, np.ndarray], where: str = ""
+) -> list[ClusteringResult]:
+    """Inverse of ``clusterings_to_arrays``; a CAHPError for the single-seed format of
+    earlier versions (its curve is the old simplified silhouette) that says how to re-cluster."""
+    if "format" not in arrays or int(_scalar(arrays["format"])) != CLUSTERING_FORMAT:
+        run = where or "RUN"
+        raise CAHPError(
+            f"{run} was clustered by an earlier CAHP Studio (one t-SNE seed, the old quality "
+            f"curve); re-cluster it with `cahp recluster {run}` (keeps its fine-tuned model)"
+        )
+    results = []
+    for i in range(len(arrays["seeds"])):
+        prefix = f"s{i}_"
+        part = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        results.append(ClusteringResult.from_arrays(part))
+    return results

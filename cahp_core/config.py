@@ -8,6 +8,9 @@ from .errors import CAHPError
 
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
 DISTANCE_METHODS = ("jm", "js")
+QUALITY_METHODS = ("mss", "simplified-silhouette")
+KNEE_CURVES = ("quality", "performance")
+KNEE_SHAPES = ("concave", "auto")
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,12 @@ class RunConfig:
     signature_examples: int | None = None  # None: the whole (subsetted) training split
     salience_fraction: float = 0.25
     degree: int = 6
+    knee_curve: str = "quality"  # or "performance": the masked-accuracy curve
+    knee_shape: str = "concave"  # the authors' kneed call; "auto" guesses the shape
     clustering: str = "tsne-kmedoids"
     distance: str = "jm"
+    quality: str = "mss"  # the authors' MSS; "simplified-silhouette" is the old curve
+    n_seeds: int = 5  # clustering seeds seed, seed + 1, ...; export uses their consensus
     perplexity: float = 10.0
     graph_neighbors: int = 5
     curve_points: int = 12  # masked-accuracy grid of the task-performance curve
@@ -52,8 +59,20 @@ class RunConfig:
             raise CAHPError(
                 f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCE_METHODS)}"
             )
-        if not isinstance(self.degree, int) or self.degree < 1:
-            raise CAHPError(f"--degree must be a whole number >= 1; got {self.degree}")
+        for name, value, allowed in (
+            ("quality", self.quality, QUALITY_METHODS),
+            ("knee-curve", self.knee_curve, KNEE_CURVES),
+            ("knee-shape", self.knee_shape, KNEE_SHAPES),
+        ):
+            if value not in allowed:
+                raise CAHPError(f"unknown --{name} {value!r}; choose one of {', '.join(allowed)}")
+        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 2:
+            raise CAHPError(
+                f"--degree must be a whole number >= 2 (degree 1 is a straight line, which "
+                f"has no knee); got {self.degree}"
+            )
+        if isinstance(self.n_seeds, bool) or not isinstance(self.n_seeds, int) or self.n_seeds < 1:
+            raise CAHPError(f"--seeds must be a whole number >= 1; got {self.n_seeds}. Try 5.")
         if not 0 < self.salience_fraction <= 1:
             raise CAHPError(f"salience fraction must be in (0, 1]; got {self.salience_fraction}")
         for name in ("max_train", "max_eval", "signature_examples"):
@@ -87,7 +106,17 @@ class RunConfig:
 
 
 # Settings that change what the cached stages hold; degree and onnx only change the export.
-EXPORT_ONLY_FIELDS = ("degree", "onnx", "device", "preset", "trust_remote_code")
+EXPORT_ONLY_FIELDS = (
+    "degree",
+    "knee_curve",
+    "knee_shape",
+    "onnx",
+    "device",
+    "preset",
+    "trust_remote_code",
+)
+# Settings added with the seed sweep: a manifest without them predates it (re-cluster it).
+SEED_SWEEP_FIELDS = ("quality", "n_seeds")
 
 PRESETS: dict[str, dict] = {
     # about 10 minutes for minilm-l6 on SST-5 with 2 CPU cores

@@ -1,10 +1,17 @@
 """Knee of a marginal-performance curve after a polynomial fit of user-chosen degree.
 
-The curve (k, cluster quality) is smoothed by a least-squares polynomial of ``degree``;
-kneed (Satopaa et al., 2011) finds the knee of the fitted curve. Where kneed finds no knee,
-only an end point, or the fit is flat or a straight line (degree 1), the knee falls back to
-the grid point farthest from the chord joining the first and last fitted points (ties and
-flat or straight fits: the smallest x), and ``fallback`` and ``reason`` say so.
+Default (``shape="concave"``), as the authors call it (yanivlivert/cahp
+``cahp/graph/clustering.py``)::
+
+    KneeLocator(k, quality, curve="concave", direction="increasing",
+                interp_method="polynomial", polynomial_degree=degree)
+
+kneed (Satopaa et al., 2011) fits the polynomial itself and finds the knee of the fitted
+curve; the fitted values drawn and recorded are kneed's own. Where kneed finds no knee at
+that degree, the knee falls back to the point of the fitted curve farthest from its chord
+(ties and flat fits: the smallest x), and ``fallback`` and ``reason`` say so ("no knee at
+degree d"). ``shape="auto"`` (not the paper's) guesses concave/convex and increasing /
+decreasing from the fit first. Degree 1 is refused: a straight line has no knee.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from numpy.polynomial import Polynomial
 from numpy.typing import ArrayLike
 
 from .errors import CAHPError
+
+KNEE_SHAPES = ("concave", "auto")
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class KneeResult:
     y: np.ndarray
     y_fit: np.ndarray
     coefficients: np.ndarray
+    shape: str = "concave"
 
     def to_dict(self) -> dict:
         """JSON-safe plain Python types."""
@@ -46,11 +56,35 @@ class KneeResult:
             "reason": self.reason,
             "curve": self.curve,
             "direction": self.direction,
+            "shape": self.shape,
             "x": self.x.tolist(),
             "y": self.y.tolist(),
             "y_fit": self.y_fit.tolist(),
             "coefficients": self.coefficients.tolist(),
         }
+
+
+def check_degree(degree: object, n_points: int | None = None) -> int:
+    """``degree`` as an int if a knee can be fitted with it, else a one-line CAHPError."""
+    if isinstance(degree, bool) or not isinstance(degree, int | np.integer):
+        raise CAHPError(f"degree must be a whole number; got {degree!r}")
+    top = "" if n_points is None else f" to {n_points - 1}"
+    if degree < 2:
+        raise CAHPError(
+            f"degree {degree} has no knee (a degree-1 fit is a straight line); "
+            f"choose a degree from 2{top}"
+        )
+    if n_points is not None and degree >= n_points:
+        raise CAHPError(
+            f"degree {degree} needs more than {n_points} curve points; choose a degree from 2{top}"
+        )
+    return int(degree)
+
+
+def check_shape(shape: str) -> str:
+    if shape not in KNEE_SHAPES:
+        raise CAHPError(f"unknown knee shape {shape!r}; choose one of {', '.join(KNEE_SHAPES)}")
+    return shape
 
 
 def validate_curve(x: np.ndarray, y: np.ndarray, degree: int) -> None:
@@ -63,13 +97,7 @@ def validate_curve(x: np.ndarray, y: np.ndarray, degree: int) -> None:
         raise CAHPError("the curve holds NaN or infinite values; recompute the clustering stage")
     if not (np.diff(x) > 0).all():
         raise CAHPError("curve x values must be strictly increasing; sort the points by x")
-    if isinstance(degree, bool) or not isinstance(degree, int | np.integer):
-        raise CAHPError(f"degree must be a whole number; got {degree!r}")
-    if not 1 <= degree < len(x):
-        raise CAHPError(
-            f"degree must be between 1 and {len(x) - 1} (number of curve points - 1); "
-            f"got {degree}. Pick a degree in that range."
-        )
+    check_degree(degree, len(x))
 
 
 def fit_polynomial(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,63 +123,66 @@ def chord_knee(x: np.ndarray, y: np.ndarray) -> int:
     return int(np.flatnonzero(distance >= distance.max() - 1e-12)[0])
 
 
-def _auto_shape(y_fit: np.ndarray, curve: str, direction: str) -> tuple[str, str]:
-    if direction == "auto":
-        direction = "increasing" if y_fit[-1] >= y_fit[0] else "decreasing"
-    if curve == "auto":
-        curve = "concave" if np.diff(y_fit, 2).mean() <= 0 else "convex"
+def _auto_shape(y_fit: np.ndarray) -> tuple[str, str]:
+    direction = "increasing" if y_fit[-1] >= y_fit[0] else "decreasing"
+    curve = "concave" if np.diff(y_fit, 2).mean() <= 0 else "convex"
     return curve, direction
 
 
-def find_knee(
-    x: ArrayLike,
-    y: ArrayLike,
-    degree: int = 6,
-    curve: str = "auto",
-    direction: str = "auto",
-    online: bool = False,
-) -> KneeResult:
+def _is_flat(y_fit: np.ndarray) -> bool:
+    return bool(np.ptp(y_fit) < 1e-12 * max(1.0, float(np.abs(y_fit).max())))
+
+
+def _kneed(x: np.ndarray, y: np.ndarray, **options) -> KneeLocator:
+    with warnings.catch_warnings():  # "No knee/elbow found" and RankWarning: see ``reason``
+        warnings.simplefilter("ignore")
+        return KneeLocator(x, y, **options)
+
+
+def find_knee(x: ArrayLike, y: ArrayLike, degree: int = 6, shape: str = "concave") -> KneeResult:
     """Fit a polynomial of ``degree`` to (x, y) and return its knee (an x of the grid).
 
-    Invalid input raises a CAHPError; any valid curve gives a knee (never a crash).
-
-    kneed finds the knee of the fitted curve; where it finds none, finds only an end point of
-    the curve, or the fit is flat, the point farthest from the chord of the fitted curve is
-    used instead and ``fallback`` is True (``reason`` says which).
+    Invalid input (including degree 1) raises a CAHPError; any valid curve gives a knee,
+    flagged ``fallback`` with the ``reason`` where kneed found none.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     validate_curve(x, y, degree)
-    if curve not in ("auto", "concave", "convex"):
-        raise CAHPError(f"curve must be auto, concave or convex; got {curve!r}")
-    if direction not in ("auto", "increasing", "decreasing"):
-        raise CAHPError(f"direction must be auto, increasing or decreasing; got {direction!r}")
-    y_fit, coefficients = fit_polynomial(x, y, int(degree))
-    curve, direction = _auto_shape(y_fit, curve, direction)
-    flat = np.ptp(y_fit) < 1e-12 * max(1.0, float(np.abs(y_fit).max()))
-    knee_x, reason = None, "kneed knee of the fitted polynomial"
-    if flat:
-        reason = "the fitted curve is flat"
-    elif degree == 1:
-        reason = "a degree-1 fit is a straight line and has no knee"
-    else:
-        with warnings.catch_warnings():  # "No knee/elbow found" is reported in ``reason``
-            warnings.simplefilter("ignore")
-            locator = KneeLocator(x, y_fit, curve=curve, direction=direction, online=online)
-        knee_x = locator.knee
-        if knee_x is None:
-            reason = "kneed found no knee on the fitted curve"
-        elif knee_x in (x[0], x[-1]):  # an end point is no elbow (a wiggle of the fit's edge)
-            knee_x, reason = None, f"kneed's knee fell on the end of the curve (x={knee_x:g})"
+    check_shape(shape)
+    degree = int(degree)
+    coefficients = fit_polynomial(x, y, degree)[1]
+    if shape == "concave":  # the authors' call: kneed fits the polynomial itself
+        curve, direction = "concave", "increasing"
+        locator = _kneed(
+            x,
+            y,
+            curve=curve,
+            direction=direction,
+            interp_method="polynomial",
+            polynomial_degree=degree,
+        )
+        y_fit = np.asarray(locator.Ds_y, dtype=float)
+        knee_x = None if _is_flat(y_fit) else locator.knee
+    else:  # not the paper's: guess the shape from our own fit, then kneed on the fit
+        y_fit = fit_polynomial(x, y, degree)[0]
+        curve, direction = _auto_shape(y_fit)
+        knee_x = None
+        if not _is_flat(y_fit):
+            knee_x = _kneed(x, y_fit, curve=curve, direction=direction).knee
     fallback = knee_x is None
     if fallback:
         index = chord_knee(x, y_fit)
-        reason += "; fell back to the point farthest from the chord of the fit"
+        what = "the fitted curve is flat" if _is_flat(y_fit) else "kneed found none"
+        reason = (
+            f"no knee at degree {degree} ({what}); fell back to the point of the fitted "
+            f"curve farthest from its chord (k={x[index]:g})"
+        )
     else:
         index = int(np.argmin(np.abs(x - knee_x)))
+        reason = f"kneed's knee of the degree-{degree} fit ({curve}, {direction})"
     return KneeResult(
         knee=int(round(x[index])),
         knee_y=float(y_fit[index]),
-        degree=int(degree),
+        degree=degree,
         fallback=fallback,
         reason=reason,
         curve=curve,
@@ -160,4 +191,5 @@ def find_knee(
         y=y,
         y_fit=y_fit,
         coefficients=coefficients,
+        shape=shape,
     )

@@ -28,8 +28,14 @@ from .atomic import (
     write_safetensors_atomic,
 )
 from .baselines import gradient_selection, random_selection
-from .clustering import ClusteringResult, cluster_heads
-from .config import EXPORT_ONLY_FIELDS, RunConfig
+from .clustering import (
+    ClusteringResult,
+    cluster_heads_seeds,
+    clustering_seeds,
+    clusterings_from_arrays,
+    clusterings_to_arrays,
+)
+from .config import EXPORT_ONLY_FIELDS, SEED_SWEEP_FIELDS, RunConfig
 from .data import TaskData, load_task, subset, tokenize_records
 from .distances import HeadDistances, head_distances
 from .errors import CAHPError
@@ -40,7 +46,7 @@ from .proximity import depth_stats
 from .pruning import remove_heads, save_pruned
 from .runs import RunFolder
 from .salience import Salience, gradient_salience
-from .selection import CAHPSelector
+from .selection import CAHPSelector, performance_points
 from .signatures import HeadSignatures, compute_signatures
 from .training import FinetuneConfig, evaluate, finetune
 
@@ -61,6 +67,9 @@ STAGES = (
     "export",
 )
 MODEL_DIR, PRUNED_DIR = "model", "pruned"
+CLUSTERING_FILE, TASK_CURVE_FILE = "clustering.npz", "task_curve.json"
+# stages that depend on the clustering: `cahp recluster` redoes them
+RECLUSTER_STAGES = ("clustering", "task_curve", "selection", "graph", "export")
 EXPORT_INFO = "cahp_export.json"
 
 
@@ -270,47 +279,76 @@ def distances_stage(ctx: RunContext, signatures: HeadSignatures | None) -> HeadD
     return distances
 
 
-def clustering_stage(ctx: RunContext, distances: HeadDistances) -> ClusteringResult:
-    """Stage 4: cluster the heads for every k (t-SNE + k-medoids, or Louvain on the graph)."""
-    name = "clustering.npz"
+def load_clusterings(run: RunFolder) -> list[ClusteringResult]:
+    """The run's clusterings, one per seed; a CAHPError that says how to re-cluster a run
+    clustered by an earlier version."""
+    return clusterings_from_arrays(load_npz(run.path(CLUSTERING_FILE)), where=str(run.root))
+
+
+def clustering_stage(ctx: RunContext, distances: HeadDistances) -> list[ClusteringResult]:
+    """Stage 4: cluster the heads for every k and every seed (t-SNE + k-medoids, or Louvain)."""
     if ctx.run.is_done("clustering"):
         ctx.progress("clustering", 1.0, "reused from the run folder")
-        return ClusteringResult.from_arrays(load_npz(ctx.run.path(name)))
+        return load_clusterings(ctx.run)
     c = ctx.config
+    seeds = clustering_seeds(c.seed, c.n_seeds)
     with ctx.run.stage("clustering") as st:
-        ctx.progress("clustering", 0.0, f"{c.clustering} for every k")
-        clustering = cluster_heads(
+        ctx.progress("clustering", 0.0, f"{c.clustering} for every k, seed 1/{len(seeds)}")
+        clusterings = cluster_heads_seeds(
             distances.distance,
+            seeds,
+            progress=lambda done, total: ctx.progress(
+                "clustering", done / total, f"{done}/{total} seeds clustered"
+            ),
             method=c.clustering,
             perplexity=c.perplexity,
-            seed=c.seed,
             n_neighbors=c.graph_neighbors,
+            quality=c.quality,
+            features=distances.features if c.distance == "jm" else None,
         )
-        write_npz_atomic(ctx.run.path(name), **clustering.to_arrays())
-        st.add_artefact(name)
-        st.info.update(method=c.clustering, ks=[int(clustering.ks[0]), int(clustering.ks[-1])])
+        write_npz_atomic(ctx.run.path(CLUSTERING_FILE), **clusterings_to_arrays(clusterings))
+        st.add_artefact(CLUSTERING_FILE)
+        ks = clusterings[0].ks
+        st.info.update(
+            method=c.clustering, quality=c.quality, seeds=seeds, ks=[int(ks[0]), int(ks[-1])]
+        )
     ctx.progress("clustering", 1.0, "done")
-    return clustering
+    return clusterings
 
 
-def make_selector(config: RunConfig, degree: int | None = None) -> CAHPSelector:
+def make_selector(
+    config: RunConfig, degree: int | None = None, knee_curve: str | None = None
+) -> CAHPSelector:
     return CAHPSelector(
         degree=config.degree if degree is None else degree,
         clustering=config.clustering,
         distance=config.distance,
+        quality=config.quality,
         perplexity=config.perplexity,
         seed=config.seed,
+        n_seeds=config.n_seeds,
+        knee_curve=config.knee_curve if knee_curve is None else knee_curve,
+        knee_shape=config.knee_shape,
         n_neighbors=config.graph_neighbors,
     )
 
 
 def fit_selector(
-    config: RunConfig, clustering: ClusteringResult, salience: Salience, degree: int | None = None
+    config: RunConfig,
+    clusterings: list[ClusteringResult],
+    salience: Salience,
+    degree: int | None = None,
+    *,
+    knee_curve: str | None = None,
+    task_curve: list[dict] | None = None,
 ) -> CAHPSelector:
-    """A fitted selector from cached clustering + salience: no signature or clustering pass."""
+    """A fitted selector from cached clusterings + salience (+ the measured task curve, for
+    the performance knee): no signature or clustering pass. The CLI, the export and every
+    dashboard page go through here, so they agree on the knee and the kept heads."""
     n_layers, n_heads = salience.normalised.shape
-    return make_selector(config, degree).fit_from_clustering(
-        clustering, salience.normalised, n_layers, n_heads
+    performance = performance_points(task_curve) if task_curve else None
+    return make_selector(config, degree, knee_curve).fit_from_clustering(
+        clusterings, salience.normalised, n_layers, n_heads, performance=performance
     )
 
 
@@ -321,10 +359,14 @@ def curve_grid(ks: np.ndarray, points: int) -> list[int]:
 
 
 def comparison_maps(
-    selector: CAHPSelector, salience: Salience, k: int, seed: int
+    clustering: ClusteringResult, salience: Salience, k: int, seed: int
 ) -> dict[str, np.ndarray]:
     """CAHP at k clusters and the gradient / random baselines at the same head budget."""
-    cahp = selector.select(k)
+    from .selection import complementary_selection
+
+    cahp = complementary_selection(
+        clustering.labels_for(k), salience.normalised, *salience.normalised.shape
+    )
     n = int(cahp.sum())
     n_layers, n_heads = cahp.shape
     return {
@@ -335,17 +377,20 @@ def comparison_maps(
 
 
 def task_curve_stage(
-    ctx: RunContext, clustering: ClusteringResult, salience: Salience
+    ctx: RunContext, clusterings: list[ClusteringResult], salience: Salience
 ) -> list[dict]:
-    """Masked validation accuracy (no fine-tuning) of CAHP, gradient and random for a k grid."""
+    """Masked validation accuracy (no fine-tuning) of CAHP, gradient and random for a k grid.
+
+    CAHP's maps come from the first seed's clustering (one measured curve per run; its
+    knee is applied to every seed's clustering)."""
     import json
 
-    name = "task_curve.json"
+    name = TASK_CURVE_FILE
     if ctx.run.is_done("task_curve"):
         ctx.progress("task_curve", 1.0, "reused from the run folder")
         return json.loads(ctx.run.path(name).read_text())
     c = ctx.config
-    selector = fit_selector(c, clustering, salience)
+    clustering = clusterings[0]
     grid = curve_grid(clustering.ks, c.curve_points)
     with ctx.run.stage("task_curve") as st:
         loaded = ctx.finetuned()
@@ -358,7 +403,7 @@ def task_curve_stage(
         ]
         for step, k in enumerate(grid):
             ctx.progress("task_curve", step / len(grid), f"masked accuracy at k={k}")
-            for method, keep in comparison_maps(selector, salience, k, c.seed).items():
+            for method, keep in comparison_maps(clustering, salience, k, c.seed).items():
                 metrics = evaluate(loaded.model, loaded.tokenizer, features, keep=keep)
                 records.append(
                     {"k": k, "heads_kept": int(keep.sum()), "method": method, **_metrics(metrics)}
@@ -373,14 +418,29 @@ def _metrics(m: dict) -> dict:
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]}
 
 
+def _knee_summary(result) -> dict | None:
+    if result is None:
+        return None
+    return {"knee": int(result.knee), "fallback": bool(result.fallback), "reason": result.reason}
+
+
 def selection_record(selector: CAHPSelector) -> dict:
-    """What selection.json holds for one degree."""
+    """What selection.json holds for one degree and knee curve."""
     keep = selector.support_
     return {
         "degree": int(selector.degree),
+        "knee_curve": selector.knee_curve,
         "knee": int(selector.knee_),
         "knee_fallback": bool(selector.knee_result_.fallback),
         "knee_reason": selector.knee_result_.reason,
+        "quality": selector.quality,
+        "quality_knee": _knee_summary(selector.quality_knee_result_),
+        "performance_knee": _knee_summary(selector.performance_knee_result_),
+        "seeds": selector.seeds_,
+        "consensus_seed": int(selector.consensus_seed_),
+        "knee_by_seed": {str(s): k for s, k in selector.knee_by_seed_.items()},
+        "heads_by_seed": {str(s): n for s, n in selector.heads_by_seed_.items()},
+        "knee_spread": selector.knee_spread_,
         "heads_total": int(keep.size),
         "heads_kept": int(keep.sum()),
         "kept": keep.astype(int).tolist(),
@@ -390,9 +450,15 @@ def selection_record(selector: CAHPSelector) -> dict:
     }
 
 
-def selection_stage(ctx: RunContext, clustering: ClusteringResult, salience: Salience) -> dict:
-    """Stage 6-7: knee of the fitted curve for this degree and the complementary selection."""
-    selector = fit_selector(ctx.config, clustering, salience)
+def selection_stage(
+    ctx: RunContext,
+    clusterings: list[ClusteringResult],
+    salience: Salience,
+    task_curve: list[dict],
+) -> dict:
+    """Stage 6-7: knee of the fitted curve for this degree and the complementary selection
+    (every seed, then their consensus)."""
+    selector = fit_selector(ctx.config, clusterings, salience, task_curve=task_curve)
     record = selection_record(selector)
     with ctx.run.stage("selection") as st:
         write_json_atomic(ctx.run.path("selection.json"), record)
@@ -494,7 +560,11 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
     """Stage 8: the pruned, once fine-tuned model of this degree in ``RUN/pruned``."""
     import json
 
-    if ctx.run.is_done("export") and ctx.run.stage_info("export").get("degree") == record["degree"]:
+    done = ctx.run.stage_info("export") if ctx.run.is_done("export") else {}
+    if (done.get("degree"), done.get("knee_curve", "quality")) == (
+        record["degree"],
+        record["knee_curve"],
+    ):
         ctx.progress("export", 1.0, "reused from the run folder")
         return json.loads(ctx.run.path(PRUNED_DIR, EXPORT_INFO).read_text())
     with ctx.run.stage("export") as st:
@@ -504,20 +574,43 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
             keep,
             ctx.run.path(PRUNED_DIR),
             onnx=ctx.config.onnx,
-            extra={"degree": record["degree"]},
+            extra={"degree": record["degree"], "knee_curve": record["knee_curve"]},
         )
         st.add_artefact(PRUNED_DIR)
-        st.info.update(degree=record["degree"])
+        st.info.update(degree=record["degree"], knee_curve=record["knee_curve"])
     return info
 
 
 # ---------------------------------------------------------------- the whole pipeline
 
 
+def check_seed_sweep(run: RunFolder) -> None:
+    """A CAHPError naming `cahp recluster` for a run made before the seed sweep and MSS."""
+    if any(name not in run.config for name in SEED_SWEEP_FIELDS):
+        raise CAHPError(
+            f"{run.root} was clustered by an earlier CAHP Studio (one t-SNE seed, the old "
+            f"quality curve); re-cluster it with `cahp recluster {run.root}` (keeps its "
+            "fine-tuned model)"
+        )
+
+
 def open_context(
-    run_dir: str | Path, config: RunConfig, progress: Progress | None = None
+    run_dir: str | Path,
+    config: RunConfig,
+    progress: Progress | None = None,
+    *,
+    recluster: bool = False,
 ) -> RunContext:
-    run = RunFolder.create(Path(run_dir), config.to_dict(), ignore=EXPORT_ONLY_FIELDS)
+    """Create or resume a run folder; ``recluster`` adopts an earlier version's run (its
+    clustering options are replaced by ``config``'s)."""
+    path = Path(run_dir)
+    if recluster:
+        run = RunFolder.open(path)
+        run.manifest["config"] = {**run.config, **config.to_dict()}
+        run.save()
+    elif (path / "manifest.json").is_file():
+        check_seed_sweep(RunFolder.open(path))
+    run = RunFolder.create(path, config.to_dict(), ignore=EXPORT_ONLY_FIELDS)
     return RunContext(run, config, progress or _no_progress)
 
 
@@ -528,11 +621,23 @@ def load_context(run_dir: str | Path, progress: Progress | None = None, **overri
     return RunContext(run, config, progress or _no_progress)
 
 
-def run_pipeline(config: RunConfig, run_dir: str | Path, progress: Progress | None = None) -> dict:
-    """Run (or resume) every stage and write ``RUN/summary.json``; returns the summary."""
+def run_pipeline(
+    config: RunConfig,
+    run_dir: str | Path,
+    progress: Progress | None = None,
+    *,
+    recluster: bool = False,
+) -> dict:
+    """Run (or resume) every stage and write ``RUN/summary.json``; returns the summary.
+
+    ``recluster`` redoes the clustering and every stage after it (``RECLUSTER_STAGES``),
+    reusing the fine-tuned model, signatures, salience and distances."""
     config = config.validate()
-    ctx = open_context(run_dir, config, progress)
+    ctx = open_context(run_dir, config, progress, recluster=recluster)
     with ctx.run.lock():
+        if recluster:
+            for stage in RECLUSTER_STAGES:
+                ctx.run.invalidate(stage)
         start = time.perf_counter()
         ensure_finetuned(ctx)
         salience = salience_stage(ctx)
@@ -542,9 +647,9 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, progress: Progress | No
         else:
             signatures = signatures_stage(ctx)
         distances = distances_stage(ctx, signatures)
-        clustering = clustering_stage(ctx, distances)
-        task_curve_stage(ctx, clustering, salience)
-        record = selection_stage(ctx, clustering, salience)
+        clusterings = clustering_stage(ctx, distances)
+        task_curve = task_curve_stage(ctx, clusterings, salience)
+        record = selection_stage(ctx, clusterings, salience, task_curve)
         graph_stage(ctx, distances, salience, record)
         exported = export_stage(ctx, record)
         summary = write_summary(ctx, record, exported, time.perf_counter() - start)
@@ -562,7 +667,17 @@ def write_summary(ctx: RunContext, record: dict, exported: dict, seconds: float)
         "kept_per_layer": record["kept_per_layer"],
         "knee": record["knee"],
         "degree": record["degree"],
+        "knee_curve": record["knee_curve"],
         "knee_fallback": record["knee_fallback"],
+        "knee_reason": record["knee_reason"],
+        "quality_knee": record["quality_knee"],
+        "performance_knee": record["performance_knee"],
+        "quality": record["quality"],
+        "seeds": record["seeds"],
+        "consensus_seed": record["consensus_seed"],
+        "knee_by_seed": record["knee_by_seed"],
+        "heads_by_seed": record["heads_by_seed"],
+        "knee_spread": record["knee_spread"],
         "clustering": ctx.config.clustering,
         "distance": ctx.config.distance,
         "accuracy_full": finetune_info["accuracy"],
@@ -582,29 +697,65 @@ def write_summary(ctx: RunContext, record: dict, exported: dict, seconds: float)
     return summary
 
 
+def recluster_run(
+    run_dir: str | Path,
+    progress: Progress | None = None,
+    **overrides,
+) -> dict:
+    """Re-cluster a run (e.g. one made by an earlier version) with the current method and
+    redo every later stage; ``overrides`` (``n_seeds``, ``quality``, ``degree``, ...) change
+    its configuration. The fine-tuned model, signatures, salience and distances are kept."""
+    run = RunFolder.open(Path(run_dir))
+    for stage in ("finetune", "salience", "distances"):
+        if not run.is_done(stage):
+            raise CAHPError(
+                f"run {run_dir} has no finished {stage} stage to keep; finish it with "
+                "`cahp run` (same options) instead"
+            )
+    given = {k: v for k, v in overrides.items() if v is not None}
+    config = replace(RunConfig.from_dict(run.config), **given).validate()
+    return run_pipeline(config, run_dir, progress, recluster=True)
+
+
+def load_selection_inputs(
+    ctx: RunContext,
+) -> tuple[list[ClusteringResult], Salience, list[dict]]:
+    """The cached clusterings, salience and task curve a selection is fitted from."""
+    import json
+
+    for stage in ("salience", "clustering"):
+        if not ctx.run.is_done(stage):
+            raise CAHPError(
+                f"run {ctx.run.root} has no finished {stage} stage; finish it with `cahp run` first"
+            )
+    check_seed_sweep(ctx.run)
+    salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
+    clusterings = load_clusterings(ctx.run)
+    curve_path = ctx.run.path(TASK_CURVE_FILE)
+    task_curve = json.loads(curve_path.read_text()) if ctx.run.is_done("task_curve") else []
+    return clusterings, salience, task_curve
+
+
 def export_with_degree(
     run_dir: str | Path,
     degree: int,
     out_dir: str | Path,
     *,
+    knee_curve: str | None = None,
     onnx: bool = False,
     progress: Progress | None = None,
     announce: Callable[[dict], None] | None = None,
     model: LoadedModel | None = None,
 ) -> dict:
-    """Re-select with another degree from the cached stages, prune, fine-tune once, save."""
-    import json
-
-    ctx = load_context(run_dir, progress, degree=degree)
+    """Re-select with another degree (and knee curve) from the cached stages, prune,
+    fine-tune once, save. The selection is the one ``fit_selector`` gives every page."""
+    overrides = {"degree": degree}
+    if knee_curve is not None:
+        overrides["knee_curve"] = knee_curve
+    ctx = load_context(run_dir, progress, **overrides)
     ctx._model = model  # a caller's cached fine-tuned model: only ever deep-copied, never changed
-    for stage in ("salience", "clustering"):
-        if not ctx.run.is_done(stage):
-            raise CAHPError(
-                f"run {run_dir} has no finished {stage} stage; finish it with `cahp run` first"
-            )
-    salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
-    clustering = ClusteringResult.from_arrays(load_npz(ctx.run.path("clustering.npz")))
-    selector = fit_selector(ctx.config, clustering, salience, degree)
+    clusterings, salience, task_curve = load_selection_inputs(ctx)
+    selector = fit_selector(ctx.config, clusterings, salience, task_curve=task_curve)
     record = selection_record(selector)
     if announce:
         announce(record)
@@ -614,6 +765,12 @@ def export_with_degree(
             selector.support_,
             out_dir,
             onnx=onnx,
-            extra={"degree": degree, "knee": record["knee"]},
+            extra={
+                "degree": degree,
+                "knee_curve": record["knee_curve"],
+                "knee": record["knee"],
+                "consensus_seed": record["consensus_seed"],
+                "heads_by_seed": record["heads_by_seed"],
+            },
         )
     return {**record, **info}

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import load_npz, load_safetensors_numpy, write_json_atomic, write_npz_atomic
-from .clustering import ClusteringResult
-from .config import RunConfig
+from .clustering import ClusteringResult, clusterings_from_arrays
+from .config import SEED_SWEEP_FIELDS, RunConfig
 from .errors import RunFolderError
 from .salience import Salience
 from .selection import CAHPSelector
@@ -79,13 +79,39 @@ class RunView:
         return Salience.from_dict(_read_json(self.path / "salience.json"))
 
     @cached_property
+    def clusterings(self) -> list[ClusteringResult]:
+        """One clustering per seed; a RunFolderError naming `cahp recluster` for a run
+        clustered by an earlier version."""
+        arrays = load_npz(self.path / "clustering.npz")
+        if "format" not in arrays or any(f not in self.config_dict for f in SEED_SWEEP_FIELDS):
+            raise RunFolderError(
+                f"{self.path} was clustered by an earlier CAHP Studio (one t-SNE seed, the old "
+                f"quality curve); re-cluster it with `cahp recluster {self.path}` (keeps its "
+                "fine-tuned model)"
+            )
+        return clusterings_from_arrays(arrays, where=str(self.path))
+
+    @property
     def clustering(self) -> ClusteringResult:
-        return ClusteringResult.from_arrays(load_npz(self.path / "clustering.npz"))
+        """The first seed's clustering (the one the task curve was measured with)."""
+        return self.clusterings[0]
 
     @cached_property
-    def distance(self) -> np.ndarray | None:
+    def config_dict(self) -> dict:
+        return dict(self.manifest.get("config", {}))
+
+    @cached_property
+    def distances_arrays(self) -> dict[str, np.ndarray]:
         path = self.path / "distances.npz"
-        return load_npz(path)["distance"] if path.is_file() else None  # [N, N]
+        return load_npz(path) if path.is_file() else {}
+
+    @property
+    def distance(self) -> np.ndarray | None:
+        return self.distances_arrays.get("distance")  # [N, N]
+
+    @property
+    def features(self) -> np.ndarray | None:
+        return self.distances_arrays.get("features")  # [N, F]
 
     @cached_property
     def head_maps(self) -> np.ndarray | None:
@@ -116,11 +142,19 @@ class RunView:
     def has_model(self) -> bool:
         return (self.path / "model" / "config.json").is_file()
 
-    def selector(self, degree: int) -> CAHPSelector:
-        """A selector fitted from the cached clustering with this degree (no recomputation)."""
+    def selector(self, degree: int, knee_curve: str | None = None) -> CAHPSelector:
+        """A selector fitted from the cached clusterings with this degree and knee curve (no
+        recomputation): exactly what `cahp export --degree` selects."""
         from .pipeline import fit_selector  # the same fit the CLI export uses
 
-        return fit_selector(self.config, self.clustering, self.salience, degree)
+        return fit_selector(
+            self.config,
+            self.clusterings,
+            self.salience,
+            degree,
+            knee_curve=knee_curve,
+            task_curve=self.task_curve,
+        )
 
     def stage_seconds(self) -> dict[str, float]:
         stages = self.manifest.get("stages", {})
@@ -146,8 +180,11 @@ def make_bundle(run_dir: str | Path, out_dir: str | Path, command: str) -> Path:
     for name in BUNDLE_FILES:
         if (run / name).is_file():
             shutil.copy2(run / name, out / name)
-    if view.distance is not None:
-        write_npz_atomic(out / "distances.npz", distance=view.distance.astype(np.float32))
+    if view.distance is not None:  # features too: t-SNE runs on them (re-clusterable)
+        arrays = {"distance": view.distance}
+        if view.features is not None:
+            arrays["features"] = view.features
+        write_npz_atomic(out / "distances.npz", **arrays)
     if view.head_maps is not None:
         write_npz_atomic(out / "head_maps.npz", maps=view.head_maps)
     write_json_atomic(

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import numpy as np
 
-from .clustering import CLUSTERING_METHODS, ClusteringResult, cluster_heads
+from .clustering import (
+    CLUSTERING_METHODS,
+    ClusteringResult,
+    check_quality,
+    cluster_heads_seeds,
+    clustering_seeds,
+)
 from .distances import DISTANCE_METHODS, HeadDistances, head_distances
 from .errors import CAHPError
-from .knee import KneeResult, find_knee
+from .knee import KneeResult, check_degree, check_shape, find_knee
 from .signatures import HeadSignatures
 
-UPSTREAM_PARAMS = ("clustering", "distance", "perplexity", "seed", "k_min", "k_max", "n_neighbors")
+UPSTREAM_PARAMS = (
+    "clustering",
+    "distance",
+    "quality",
+    "perplexity",
+    "seed",
+    "n_seeds",
+    "k_min",
+    "k_max",
+    "n_neighbors",
+)
+KNEE_PARAMS = ("degree", "knee_curve", "knee_shape")
+KNEE_CURVES = ("quality", "performance")
 
 
 def complementary_selection(
@@ -57,17 +76,63 @@ def _fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def check_knee_curve(name: str) -> str:
+    if name not in KNEE_CURVES:
+        raise CAHPError(f"unknown knee curve {name!r}; choose one of {', '.join(KNEE_CURVES)}")
+    return name
+
+
+def performance_points(task_curve: Sequence[dict], method: str = "cahp") -> np.ndarray:
+    """The measured performance curve ``[P, 2]``: (k, masked accuracy) of ``method``'s
+    selections, sorted by k (the full model's point, k None, is left out)."""
+    points = sorted(
+        (int(r["k"]), float(r["accuracy"]))
+        for r in task_curve
+        if r.get("method") == method and r.get("k") is not None
+    )
+    return np.asarray(points, dtype=float).reshape(-1, 2)
+
+
+def consensus_index(supports: np.ndarray) -> int:
+    """The seed whose kept map is closest to all the others: the smallest summed Hamming
+    distance to the other maps (ties: the first seed). ``supports``: bool ``[S, L, H]``."""
+    flat = np.asarray(supports, dtype=bool).reshape(len(supports), -1)  # [S, N]
+    distance = (flat[:, None, :] != flat[None, :, :]).sum(axis=(1, 2))  # [S]
+    return int(np.argmin(distance))
+
+
+def spread(values: Sequence[int]) -> dict:
+    """min, median, max and the largest relative distance from the median."""
+    values = np.asarray(values, dtype=float)
+    median = float(np.median(values))
+    rel = float(np.max(np.abs(values - median)) / median) if median > 0 else 0.0
+    return {
+        "min": int(values.min()),
+        "median": median,
+        "max": int(values.max()),
+        "max_rel_from_median": rel,
+    }
+
+
 class CAHPSelector:
     """Select a complementary set of attention heads, like a scikit-learn feature selector.
 
-    Parameters are stored as given; ``fit`` computes distances, clusters the heads for every
-    k, fits a polynomial of ``degree`` to the cluster-quality curve and keeps the most salient
-    head of each cluster at its knee (at least one head per layer). Refitting with another
-    ``degree`` (``set_params(degree=3).fit(...)``) reuses the distances and the clustering.
+    Parameters are stored as given. ``fit`` computes distances, clusters the heads for every
+    k with each of ``n_seeds`` seeds (``seed, seed + 1, ...``), finds the knee of a polynomial
+    of ``degree`` fitted to each seed's cluster-quality curve (``knee_curve="quality"``, the
+    paper) or to the measured masked-accuracy curve (``"performance"``, needs
+    ``performance=``), keeps the most salient head of each cluster at the knee (at least one
+    head per layer) for every seed, and uses the consensus seed's selection: the one whose
+    kept map is closest to all the others. Refitting with another ``degree``, ``knee_curve``
+    or ``knee_shape`` reuses the distances and the clusterings.
 
-    Fitted attributes: ``distances_``, ``clustering_``, ``curve_`` ([K, 2]: k, quality),
-    ``knee_``, ``knee_result_``, ``labels_`` (cluster of every head at the knee), ``support_``
-    (bool [layers, heads]), ``kept_per_layer_``, ``n_heads_kept_``, ``salience_``.
+    Fitted attributes: ``distances_``, ``clusterings_`` (one per seed), ``seeds_``,
+    ``consensus_seed_``, ``clustering_`` (the consensus seed's), ``curve_`` ([K, 2]: k,
+    quality of the consensus seed), ``knee_``, ``knee_result_`` (the knee used),
+    ``quality_knee_result_``, ``performance_knee_result_`` (None without a performance
+    curve), ``knee_by_seed_``, ``heads_by_seed_``, ``support_by_seed_`` (bool [S, L, H]),
+    ``knee_spread_``, ``labels_`` (cluster of every head at the knee), ``support_`` (bool
+    [layers, heads]), ``kept_per_layer_``, ``n_heads_kept_``, ``salience_``.
     """
 
     def __init__(
@@ -75,8 +140,12 @@ class CAHPSelector:
         degree: int = 6,
         clustering: str = "tsne-kmedoids",
         distance: str = "jm",
+        quality: str = "mss",
         perplexity: float = 10.0,
         seed: int = 42,
+        n_seeds: int = 5,
+        knee_curve: str = "quality",
+        knee_shape: str = "concave",
         k_min: int = 2,
         k_max: int | None = None,
         n_neighbors: int = 5,
@@ -84,8 +153,12 @@ class CAHPSelector:
         self.degree = degree
         self.clustering = clustering
         self.distance = distance
+        self.quality = quality
         self.perplexity = perplexity
         self.seed = seed
+        self.n_seeds = n_seeds
+        self.knee_curve = knee_curve
+        self.knee_shape = knee_shape
         self.k_min = k_min
         self.k_max = k_max
         self.n_neighbors = n_neighbors
@@ -93,7 +166,7 @@ class CAHPSelector:
     # -- scikit-learn protocol
     def get_params(self, deep: bool = True) -> dict:
         """The constructor parameters (scikit-learn protocol)."""
-        return {name: getattr(self, name) for name in ("degree", *UPSTREAM_PARAMS)}
+        return {name: getattr(self, name) for name in (*KNEE_PARAMS, *UPSTREAM_PARAMS)}
 
     def set_params(self, **params) -> CAHPSelector:
         """Set constructor parameters; refit to apply them."""
@@ -109,10 +182,14 @@ class CAHPSelector:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"CAHPSelector({args})"
 
+    def _validate_knee_params(self) -> None:
+        check_degree(self.degree)
+        check_knee_curve(self.knee_curve)
+        check_shape(self.knee_shape)
+
     def _validate_params(self) -> None:
         """Cheap checks before any computation (ranges that need the data come later)."""
-        if not _whole(self.degree) or self.degree < 1:
-            raise CAHPError(f"degree must be a whole number >= 1; got {self.degree!r}")
+        self._validate_knee_params()
         if self.clustering not in CLUSTERING_METHODS:
             raise CAHPError(
                 f"unknown clustering {self.clustering!r}; "
@@ -122,21 +199,28 @@ class CAHPSelector:
             raise CAHPError(
                 f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCE_METHODS)}"
             )
+        check_quality(self.quality)
         if isinstance(self.perplexity, bool) or not (
             isinstance(self.perplexity, int | float | np.number) and self.perplexity > 0
         ):
             raise CAHPError(f"perplexity must be a number > 0; got {self.perplexity!r}")
-        if not _whole(self.seed):
-            raise CAHPError(f"seed must be a whole number; got {self.seed!r}")
+        clustering_seeds(self.seed, self.n_seeds)
         if not _whole(self.n_neighbors) or self.n_neighbors < 1:
             raise CAHPError(f"n_neighbors must be a whole number >= 1; got {self.n_neighbors!r}")
 
     # -- fitting
-    def fit(self, signatures: HeadSignatures, salience: np.ndarray) -> CAHPSelector:
-        """Distances -> clustering for every k -> knee of the fitted curve -> selection.
+    def fit(
+        self,
+        signatures: HeadSignatures,
+        salience: np.ndarray,
+        performance: np.ndarray | None = None,
+    ) -> CAHPSelector:
+        """Distances -> clustering for every k and seed -> knee -> selection -> consensus.
 
-        Distances and clustering are cached on the upstream parameters and a hash of the
-        signatures, so refitting after ``set_params(degree=...)`` only redoes the knee.
+        ``performance`` ``[P, 2]`` (k, masked accuracy; see ``performance_points``) is needed
+        for ``knee_curve="performance"``. Distances and clusterings are cached on the
+        upstream parameters and a hash of the signatures, so refitting after
+        ``set_params(degree=...)`` only redoes the knee.
         """
         self._validate_params()
         salience = np.asarray(salience, dtype=np.float64)
@@ -152,52 +236,111 @@ class CAHPSelector:
         cache = getattr(self, "_upstream_cache", None)
         if cache is None or cache[0] != key:
             distances = head_distances(signatures, self.distance)
-            clustering = cluster_heads(
+            clusterings = cluster_heads_seeds(
                 distances.distance,
+                clustering_seeds(self.seed, self.n_seeds),
                 method=self.clustering,
                 perplexity=self.perplexity,
-                seed=self.seed,
                 k_min=self.k_min,
                 k_max=self.k_max,
                 n_neighbors=self.n_neighbors,
+                quality=self.quality,
+                features=distances.features if self.distance == "jm" else None,
             )
-            self._upstream_cache = (key, distances, clustering)
-        _, distances, clustering = self._upstream_cache
-        self.fit_from_clustering(clustering, salience, *shape)
+            self._upstream_cache = (key, distances, clusterings)
+        _, distances, clusterings = self._upstream_cache
+        self.fit_from_clustering(clusterings, salience, *shape, performance=performance)
         self.distances_: HeadDistances | None = distances
         return self
 
     def fit_from_clustering(
-        self, clustering: ClusteringResult, salience: np.ndarray, n_layers: int, n_heads: int
+        self,
+        clusterings: ClusteringResult | Sequence[ClusteringResult],
+        salience: np.ndarray,
+        n_layers: int,
+        n_heads: int,
+        performance: np.ndarray | None = None,
     ) -> CAHPSelector:
-        """Fit from a cached clustering: only the knee and the selection are computed.
+        """Fit from cached clusterings (one per seed): only knees and selections are computed.
 
         ``distances_`` is None after this call (``fit`` sets it).
         """
-        if not _whole(self.degree) or self.degree < 1:
-            raise CAHPError(f"degree must be a whole number >= 1; got {self.degree!r}")
+        self._validate_knee_params()
+        if isinstance(clusterings, ClusteringResult):
+            clusterings = [clusterings]
+        clusterings = list(clusterings)
+        if not clusterings:
+            raise CAHPError("no clustering to select from; recompute the clustering stage")
         salience = np.asarray(salience, dtype=np.float64)
         if salience.shape != (n_layers, n_heads):
             raise CAHPError(
                 f"salience has shape {salience.shape}; expected ({n_layers}, {n_heads})"
             )
-        if clustering.labels.ndim != 2 or clustering.labels.shape[1] != n_layers * n_heads:
-            raise CAHPError(
-                f"the clustering has labels for {clustering.labels.shape[-1]} heads but the "
-                f"model has {n_layers * n_heads}; recompute the clustering stage"
-            )
+        for clustering in clusterings:
+            if clustering.labels.ndim != 2 or clustering.labels.shape[1] != n_layers * n_heads:
+                raise CAHPError(
+                    f"the clustering has labels for {clustering.labels.shape[-1]} heads but the "
+                    f"model has {n_layers * n_heads}; recompute the clustering stage"
+                )
         self.distances_ = None
-        self.clustering_ = clustering
+        self.clusterings_ = clusterings
+        self.seeds_ = [int(c.seed) for c in clusterings]
         self.salience_ = salience  # [L, H]
         self.shape_ = (n_layers, n_heads)
-        self.curve_ = np.column_stack([clustering.ks, clustering.quality]).astype(float)  # [K, 2]
-        self.knee_result_: KneeResult = find_knee(clustering.ks, clustering.quality, self.degree)
-        self.knee_ = int(self.knee_result_.knee)
-        self.labels_ = clustering.labels_for(self.knee_)  # [N]
-        self.support_ = self.select(self.knee_)  # [L, H]
+        quality_knees = [
+            find_knee(c.ks, c.quality, self.degree, self.knee_shape) for c in clusterings
+        ]
+        self.performance_knee_result_: KneeResult | None = None
+        if performance is not None and len(performance):
+            performance = np.asarray(performance, dtype=float)
+            self.performance_knee_result_ = find_knee(
+                performance[:, 0], performance[:, 1], self.degree, self.knee_shape
+            )
+        if self.knee_curve == "performance" and self.performance_knee_result_ is None:
+            raise CAHPError(
+                "the performance knee needs the run's measured accuracy curve (task_curve.json); "
+                "finish the task_curve stage with `cahp run` or use --knee-curve quality"
+            )
+        if self.knee_curve == "performance":  # one measured curve: the same k (or the
+            # nearest clustered k, for Louvain's uneven k grid) for every seed
+            k = self.performance_knee_result_.knee
+            knees = [int(c.ks[np.argmin(np.abs(c.ks - k))]) for c in clusterings]
+        else:
+            knees = [result.knee for result in quality_knees]
+        supports = np.stack(
+            [self._select_in(c, k) for c, k in zip(clusterings, knees, strict=True)]
+        )  # [S, L, H]
+        chosen = consensus_index(supports)
+        self.support_by_seed_ = supports
+        self.knee_by_seed_ = {s: int(k) for s, k in zip(self.seeds_, knees, strict=True)}
+        self.heads_by_seed_ = {s: int(m.sum()) for s, m in zip(self.seeds_, supports, strict=True)}
+        self.knee_spread_ = {
+            "knee": spread(knees),
+            "heads": spread(list(self.heads_by_seed_.values())),
+        }
+        self.consensus_seed_ = self.seeds_[chosen]
+        self.clustering_ = clusterings[chosen]
+        self.quality_knee_result_ = quality_knees[chosen]
+        self.knee_result_: KneeResult = (
+            self.performance_knee_result_
+            if self.knee_curve == "performance"
+            else self.quality_knee_result_
+        )
+        self.curve_ = np.column_stack([self.clustering_.ks, self.clustering_.quality]).astype(
+            float
+        )  # [K, 2]
+        self.knee_ = int(knees[chosen])
+        self.labels_ = self.clustering_.labels_for(self.knee_)  # [N]
+        self.support_ = supports[chosen]  # [L, H]
         self.kept_per_layer_ = self.support_.sum(axis=1).astype(int)  # [L]
         self.n_heads_kept_ = int(self.support_.sum())
         return self
+
+    def _select_in(self, clustering: ClusteringResult, k: int) -> np.ndarray:
+        if not _whole(k):
+            raise CAHPError(f"k must be a whole number in {clustering.valid_ks()}; got {k!r}")
+        labels = clustering.labels_for(int(k))
+        return complementary_selection(labels, self.salience_, *self.shape_)
 
     # -- using a fitted selector
     def _check_fitted(self) -> None:
@@ -205,12 +348,10 @@ class CAHPSelector:
             raise CAHPError("this CAHPSelector is not fitted yet; call fit(...) first")
 
     def select(self, k: int) -> np.ndarray:
-        """The complementary selection with ``k`` clusters: bool ``[layers, heads]``."""
+        """The complementary selection with ``k`` clusters (consensus seed's clustering):
+        bool ``[layers, heads]``."""
         self._check_fitted()
-        if not _whole(k):
-            raise CAHPError(f"k must be a whole number in {self.clustering_.valid_ks()}; got {k!r}")
-        labels = self.clustering_.labels_for(int(k))
-        return complementary_selection(labels, self.salience_, *self.shape_)
+        return self._select_in(self.clustering_, k)
 
     def select_budget(self, n_heads: int) -> np.ndarray:
         """The selection keeping the most heads without exceeding ``n_heads``.
