@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import CAHPError
+from .knee import check_degree
 
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
 DISTANCE_METHODS = ("jm", "js")
@@ -66,11 +67,7 @@ class RunConfig:
         ):
             if value not in allowed:
                 raise CAHPError(f"unknown --{name} {value!r}; choose one of {', '.join(allowed)}")
-        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 2:
-            raise CAHPError(
-                f"--degree must be a whole number >= 2 (degree 1 is a straight line, which "
-                f"has no knee); got {self.degree}"
-            )
+        check_degree(self.degree)
         if isinstance(self.n_seeds, bool) or not isinstance(self.n_seeds, int) or self.n_seeds < 1:
             raise CAHPError(f"--seeds must be a whole number >= 1; got {self.n_seeds}. Try 5.")
         if not 0 < self.salience_fraction <= 1:

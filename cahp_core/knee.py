@@ -10,7 +10,9 @@ kneed (Satopaa et al., 2011) fits the polynomial itself and finds the knee of th
 curve; the fitted values drawn and recorded are kneed's own. Where kneed finds no knee at
 that degree, the knee falls back to the point of the fitted curve farthest from its chord
 (ties and flat fits: the smallest x), and ``fallback`` and ``reason`` say so ("no knee at
-degree d"). ``shape="auto"`` (not the paper's) guesses concave/convex and increasing /
+degree d"). kneed reports the curve's first point when the fit has no interior knee (its
+local-maximum search includes the ends; the authors' code would then keep k=2 clusters):
+that counts as no knee here too. ``shape="auto"`` (not the paper's) guesses concave/convex and increasing /
 decreasing from the fit first. Degree 1 is refused: a straight line has no knee.
 """
 
@@ -168,10 +170,15 @@ def find_knee(x: ArrayLike, y: ArrayLike, degree: int = 6, shape: str = "concave
         knee_x = None
         if not _is_flat(y_fit):
             knee_x = _kneed(x, y_fit, curve=curve, direction=direction).knee
-    fallback = knee_x is None
+    edge = knee_x is not None and knee_x in (x[0], x[-1])
+    fallback = knee_x is None or edge
     if fallback:
         index = chord_knee(x, y_fit)
-        what = "the fitted curve is flat" if _is_flat(y_fit) else "kneed found none"
+        what = "kneed found none"
+        if _is_flat(y_fit):
+            what = "the fitted curve is flat"
+        elif edge:  # kneed's local-maximum search includes the ends: no interior knee
+            what = f"kneed's knee fell on the end of the curve, k={knee_x:g}"
         reason = (
             f"no knee at degree {degree} ({what}); fell back to the point of the fitted "
             f"curve farthest from its chord (k={x[index]:g})"

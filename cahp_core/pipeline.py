@@ -561,10 +561,7 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
     import json
 
     done = ctx.run.stage_info("export") if ctx.run.is_done("export") else {}
-    if (done.get("degree"), done.get("knee_curve", "quality")) == (
-        record["degree"],
-        record["knee_curve"],
-    ):
+    if done.get("kept") == record["kept"]:  # the same heads: the exported model still holds
         ctx.progress("export", 1.0, "reused from the run folder")
         return json.loads(ctx.run.path(PRUNED_DIR, EXPORT_INFO).read_text())
     with ctx.run.stage("export") as st:
@@ -577,7 +574,9 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
             extra={"degree": record["degree"], "knee_curve": record["knee_curve"]},
         )
         st.add_artefact(PRUNED_DIR)
-        st.info.update(degree=record["degree"], knee_curve=record["knee_curve"])
+        st.info.update(
+            degree=record["degree"], knee_curve=record["knee_curve"], kept=record["kept"]
+        )
     return info
 
 

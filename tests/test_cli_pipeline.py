@@ -9,7 +9,9 @@ import pytest
 
 from cahp_core.baselines import gradient_selection
 from cahp_core.cli import main
+from cahp_core.errors import CAHPError
 from cahp_core.pruning import load_pruned, read_keep
+from cahp_core.results import RunView
 from cahp_core.testing import save_tiny_model
 
 SUMMARY_KEYS = {
@@ -19,6 +21,13 @@ SUMMARY_KEYS = {
     "knee",
     "degree",
     "knee_fallback",
+    "knee_curve",
+    "knee_by_seed",
+    "heads_by_seed",
+    "knee_spread",
+    "consensus_seed",
+    "quality_knee",
+    "performance_knee",
     "accuracy_full",
     "accuracy_masked",
     "accuracy_pruned",
@@ -108,7 +117,8 @@ def test_export_other_degree_reuses_cached_stages(demo, capsys, degree):
     captured = capsys.readouterr()
     assert "signatures" not in captured.err  # no signature pass
     first = captured.out.splitlines()[0]
-    assert first.startswith(f"degree {degree}: knee k=")
+    assert first.startswith(f"degree {degree}, quality knee: k=")
+    assert "consensus of 5" in first
     info = json.loads(captured.out.splitlines()[-1])
     assert info["degree"] == degree
     assert (out / "kept_heads.json").is_file()
@@ -134,3 +144,88 @@ def test_baselines(demo, capsys):
     salience = json.loads((run / "salience.json").read_text())
     expected = gradient_selection(np.array(salience["raw"]), 5, normalise_per_layer=False)
     np.testing.assert_array_equal(read_keep(raw_out), expected)
+
+
+def test_run_export_and_the_dashboard_view_agree_for_every_degree_and_curve(demo, capsys):
+    """`cahp run` (selection.json), `cahp export --degree D [--knee-curve C]` (kept_heads of the
+    folder) and RunView.selector (what every dashboard page draws) keep the same heads."""
+    base, run, _ = demo
+    view = RunView(run)
+    selection = json.loads((run / "selection.json").read_text())
+    at_run_degree = view.selector(3, "quality")
+    assert selection["kept"] == at_run_degree.support_.astype(int).tolist()
+    assert selection["knee"] == at_run_degree.knee_
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["heads_by_seed"] == {str(s): n for s, n in at_run_degree.heads_by_seed_.items()}
+    points = len(view.task_curve) // 3 - 1  # cahp, gradient, random; minus the full model
+    for curve in ("quality", "performance"):
+        for degree in range(2, points):
+            selector = view.selector(degree, curve)
+            assert selector.knee_curve == curve and selector.degree == degree
+        for degree in (2, 5):
+            out = base / f"agree-{curve}-{degree}"
+            args = ["export", str(run), "--degree", str(degree), "--knee-curve", curve]
+            assert main([*args, "--out", str(out)]) == 0
+            info = json.loads(capsys.readouterr().out.splitlines()[-1])
+            selector = view.selector(degree, curve)
+            assert info["knee"] == selector.knee_ and info["knee_curve"] == curve
+            np.testing.assert_array_equal(read_keep(out), selector.support_)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--quality", "silhouette"], "unknown --quality 'silhouette'; choose one of mss"),
+        (["--knee-curve", "accuracy"], "unknown --knee-curve 'accuracy'; choose one of quality"),
+        (["--seeds", "0"], "--seeds must be a whole number >= 1"),
+        (["--degree", "1"], "degree 1 has no knee (a degree-1 fit is a straight line)"),
+    ],
+)
+def test_bad_knee_options_are_one_line_errors(tmp_path, capsys, extra, message):
+    args = ["run", "--model", "minilm-l6", "--task", "sst5", "--out", str(tmp_path / "r")]
+    assert main([*args, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_export_degree_out_of_range_and_without_a_knee(demo, capsys):
+    base, run, _ = demo
+    for degree in ("1", "40"):
+        out = base / f"bad-{degree}"
+        assert main(["export", str(run), "--degree", degree, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "choose a degree from 2" in err
+        assert not out.exists()
+
+
+def test_a_run_from_before_the_seed_sweep_says_how_to_recluster_and_recluster_works(
+    demo, capsys, tmp_path
+):
+    import shutil
+
+    from cahp_core.atomic import load_npz, write_npz_atomic
+    from cahp_core.clustering import clusterings_from_arrays
+
+    _, run, args = demo
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    # what an earlier version wrote: one clustering, no seed sweep settings in the manifest
+    first = clusterings_from_arrays(load_npz(old / "clustering.npz"))[0]
+    write_npz_atomic(old / "clustering.npz", **first.to_arrays())
+    manifest = json.loads((old / "manifest.json").read_text())
+    for name in ("quality", "n_seeds", "knee_curve", "knee_shape"):
+        manifest["config"].pop(name)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    resume = [*args[: args.index("--out")], "--out", str(old)]
+    assert main(resume) == 2
+    err = capsys.readouterr().err
+    assert f"re-cluster it with `cahp recluster {old}`" in err and err.count("\n") == 1
+    with pytest.raises(CAHPError, match="cahp recluster"):
+        _ = RunView(old).clusterings  # the dashboard shows the same advice
+    assert main(["recluster", str(old), "--seeds", "2"]) == 0
+    summary = json.loads((old / "summary.json").read_text())
+    assert len(summary["heads_by_seed"]) == 2 and summary["quality"] == "mss"
+    assert len(RunView(old).clusterings) == 2
+    stages = json.loads((old / "manifest.json").read_text())["stages"]
+    assert stages["finetune"] == manifest["stages"]["finetune"]  # the model is kept

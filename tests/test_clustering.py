@@ -2,11 +2,19 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
+from cahp_core.atomic import load_npz, write_npz_atomic
 from cahp_core.clustering import (
     ClusteringResult,
+    classical_mds,
     cluster_heads,
+    cluster_heads_seeds,
+    cluster_quality,
+    clusterings_from_arrays,
+    clusterings_to_arrays,
     kmedoids_sweep,
     louvain_sweep,
+    mean_simplified_silhouette,
+    pad_after_perfect,
     simplified_silhouette,
     tsne_embedding,
 )
@@ -44,9 +52,112 @@ def test_simplified_silhouette_hand_example():
     assert simplified_silhouette(np.zeros((2, 2)), np.array([0, 1]), np.array([0, 1])) == 0
 
 
+# Six points on a line: clusters {0, 1, 2} (medoid 1), {3, 4} (medoid 3), {5} (medoid 5,
+# a medoid-only cluster).
+LINE = np.array([0.0, 1.0, 4.0, 10.0, 11.0, 20.0])
+LINE_D = np.abs(LINE[:, None] - LINE[None, :])
+LINE_LABELS, LINE_MEDOIDS = np.array([0, 0, 0, 1, 1, 2]), np.array([1, 3, 5])
+
+
+def test_mss_by_hand_mean_over_other_medoids_without_the_medoids():
+    # medoids (a = 0) are left out; b = mean distance to the two other medoids
+    # point 0: a = 1, b = (10 + 20) / 2 = 15 -> 14/15
+    # point 2: a = 3, b = (6 + 16) / 2 = 11 -> 8/11
+    # point 4: a = 1, b = (10 + 9) / 2 = 9.5 -> 8.5/9.5
+    expected = (14 / 15 + 8 / 11 + 8.5 / 9.5) / 3
+    assert mean_simplified_silhouette(LINE_D, LINE_LABELS, LINE_MEDOIDS) == pytest.approx(expected)
+    assert cluster_quality("mss", LINE_D, LINE_LABELS, LINE_MEDOIDS) == pytest.approx(expected)
+
+
+def test_simplified_silhouette_variant_by_hand_nearest_medoid_and_medoids_score_one():
+    # every medoid scores 1; point 0: a = 1, b = 10 -> 9/10; point 2: a = 3, b = 6 -> 1/2;
+    # point 4: a = 1, b = min(10, 9) = 9 -> 8/9
+    expected = (1 + 1 + 1 + 9 / 10 + 1 / 2 + 8 / 9) / 6
+    got = cluster_quality("simplified-silhouette", LINE_D, LINE_LABELS, LINE_MEDOIDS)
+    assert got == pytest.approx(expected)
+
+
+def test_mss_is_one_when_every_point_sits_on_its_medoid():
+    pairs = np.repeat([0.0, 5.0, 9.0], 2)  # three locations, two points each
+    d = np.abs(pairs[:, None] - pairs[None, :])
+    assert mean_simplified_silhouette(d, np.array([0, 0, 1, 1, 2, 2]), np.array([0, 2, 4])) == 1
+
+
+def test_pad_with_one_after_the_curve_reaches_one():
+    np.testing.assert_array_equal(
+        pad_after_perfect([0.5, 0.7, 1.0, 0.9, 0.95]), [0.5, 0.7, 1.0, 1.0, 1.0]
+    )
+    np.testing.assert_array_equal(pad_after_perfect([0.5, 0.7]), [0.5, 0.7])
+    # in a sweep: four locations, two heads each -> MSS is 1 from k = 4 on, padded
+    points = np.repeat([[0.0, 0.0], [9.0, 0.0], [0.0, 7.0], [5.0, 5.0]], 2, axis=0)
+    mss = kmedoids_sweep(points, range(2, 8), seed=0)
+    assert list(mss.quality[2:]) == [1.0, 1.0, 1.0, 1.0] and mss.quality[0] < 1
+    variant = kmedoids_sweep(points, range(2, 8), seed=0, quality="simplified-silhouette")
+    assert variant.quality[-1] < 1  # the variant is not padded (and scores a == b == 0 as 0)
+
+
+def test_unknown_quality_is_a_clear_error():
+    with pytest.raises(CAHPError, match="unknown cluster quality 'silhouette'; choose one of mss"):
+        cluster_quality("silhouette", LINE_D, LINE_LABELS, LINE_MEDOIDS)
+    with pytest.raises(CAHPError, match="unknown cluster quality"):
+        cluster_heads(LINE_D, perplexity=1, quality="nope")
+
+
+def test_mss_curve_rises_with_k_on_blobs_and_peaks_the_variant_at_true_k():
+    points, _ = _blobs()
+    mss = kmedoids_sweep(points, range(2, 12))
+    assert mss.quality_name == "mss" and mss.quality[-1] > mss.quality[0]
+    variant = kmedoids_sweep(points, range(2, 12), quality="simplified-silhouette")
+    assert variant.ks[np.argmax(variant.quality)] == 3
+
+
+def test_tsne_on_features_is_the_authors_and_barely_depends_on_the_seed():
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(c, 0.3, (10, 6)) for c in (0.0, 3.0, 6.0)])  # [30, 6]
+    d = cdist(features, features)
+    from sklearn.manifold import TSNE
+
+    authors = TSNE(n_components=2, perplexity=9, max_iter=1000, random_state=4)
+    np.testing.assert_allclose(
+        tsne_embedding(d, 9, seed=4, features=features), authors.fit_transform(features)
+    )
+    a, b = (cluster_heads(d, perplexity=9, seed=s, features=features) for s in (0, 1))
+    np.testing.assert_array_equal(a.labels_for(3), b.labels_for(3))
+    assert a.seed == 0 and b.seed == 1
+
+
+def test_classical_mds_recovers_pca_geometry():
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(12, 5)) * [5, 2, 0.1, 0.1, 0.1]
+    coords = classical_mds(cdist(features, features))
+    centred = features - features.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    pca = centred @ vt[:2].T
+    for axis in range(2):  # equal up to the sign of each axis
+        assert np.allclose(coords[:, axis], pca[:, axis]) or np.allclose(
+            coords[:, axis], -pca[:, axis]
+        )
+
+
+def test_seed_sweep_round_trip_and_old_files_say_how_to_recluster(tmp_path):
+    points, _ = _blobs()
+    d = cdist(points, points)
+    results = cluster_heads_seeds(d, [3, 4], perplexity=5)
+    write_npz_atomic(tmp_path / "c.npz", **clusterings_to_arrays(results))
+    again = clusterings_from_arrays(load_npz(tmp_path / "c.npz"))
+    assert [r.seed for r in again] == [3, 4] and again[0].method == "tsne-kmedoids"
+    assert again[1].quality_name == "mss"
+    for new, old in zip(again, results, strict=True):
+        np.testing.assert_array_equal(new.labels, old.labels)
+        np.testing.assert_array_equal(new.quality, old.quality)
+    write_npz_atomic(tmp_path / "old.npz", **results[0].to_arrays())
+    with pytest.raises(CAHPError, match="re-cluster it with `cahp recluster runs/x`"):
+        clusterings_from_arrays(load_npz(tmp_path / "old.npz"), where="runs/x")
+
+
 def test_kmedoids_recovers_blobs_at_true_k():
     points, truth = _blobs()
-    result = kmedoids_sweep(points, [2, 3, 4, 5])
+    result = kmedoids_sweep(points, [2, 3, 4, 5], quality="simplified-silhouette")
     assert _same_partition(result.labels_for(3), truth)
     assert result.ks[np.argmax(result.quality)] == 3
     _check_medoids_match_labels(result)

@@ -3,11 +3,37 @@ import warnings
 
 import numpy as np
 import pytest
+from kneed import KneeLocator
 
 from cahp_core.errors import CAHPError
-from cahp_core.knee import chord_knee, find_knee, fit_polynomial
+from cahp_core.knee import check_degree, chord_knee, find_knee, fit_polynomial
 
 X = np.arange(2, 71, dtype=float)
+
+
+def test_the_default_is_the_authors_kneed_call():
+    """Same knee and same fitted values as the authors' KneeLocator call, at every degree."""
+    rng = np.random.default_rng(3)
+    y = np.log(X) + rng.normal(0, 0.03, X.size)
+    for degree in range(2, 13):
+        authors = KneeLocator(
+            X,
+            y,
+            curve="concave",
+            direction="increasing",
+            interp_method="polynomial",
+            polynomial_degree=degree,
+        )
+        result = find_knee(X, y, degree=degree)
+        assert result.shape == "concave" and (result.curve, result.direction) == (
+            "concave",
+            "increasing",
+        )
+        np.testing.assert_allclose(result.y_fit, authors.Ds_y)
+        if authors.knee is None or authors.knee in (X[0], X[-1]):
+            assert result.fallback and f"no knee at degree {degree}" in result.reason
+        else:
+            assert not result.fallback and result.knee == authors.knee
 
 
 def test_knee_of_a_curve_with_a_known_elbow():
@@ -16,7 +42,6 @@ def test_knee_of_a_curve_with_a_known_elbow():
     result = find_knee(X, y, degree=9)
     assert not result.fallback
     assert abs(result.knee - 20) <= 5
-    assert result.curve == "concave" and result.direction == "increasing"
 
 
 def test_knee_of_saturating_exponential():
@@ -28,10 +53,23 @@ def test_knee_of_saturating_exponential():
     assert result.knee_y == pytest.approx(result.y_fit[list(X).index(result.knee)])
 
 
-def test_decreasing_convex_curve_is_detected():
-    result = find_knee(X, np.exp(-X / 8), degree=6)
-    assert (result.curve, result.direction) == ("convex", "decreasing")
+def test_auto_shape_is_an_explicit_option():
+    result = find_knee(X, np.exp(-X / 8), degree=6, shape="auto")
+    assert (result.curve, result.direction, result.shape) == ("convex", "decreasing", "auto")
     assert not result.fallback and 10 <= result.knee <= 30
+
+
+def test_no_knee_at_a_degree_is_said_and_falls_back_to_the_chord_rule():
+    # a convex increasing curve has no concave knee: kneed reports the first point (k=2),
+    # which is no knee either
+    y = np.exp(X / 15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no kneed "No knee/elbow found" warning leaks out
+        result = find_knee(X, y, degree=4)
+    assert result.fallback
+    assert result.reason.startswith("no knee at degree 4")
+    assert "end of the curve" in result.reason
+    assert result.knee == X[chord_knee(X, result.y_fit)]
 
 
 def test_fit_polynomial_reproduces_a_polynomial():
@@ -48,41 +86,35 @@ def test_flat_curve_falls_back_to_smallest_x():
     assert result.knee == 2
 
 
-def test_straight_line_falls_back_instead_of_crashing():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no kneed "No knee/elbow found" warning leaks out
-        result = find_knee(X, 0.01 * X, degree=1)
-        curved = find_knee(X, np.log(X), degree=1)  # degree 1 always falls back
-        exact_line = find_knee(X, 0.01 * X, degree=3)
-    assert result.fallback and result.knee == 2
-    assert curved.fallback and "straight line" in curved.reason and curved.knee == 2
-    assert exact_line.fallback and exact_line.knee in X
+def test_degree_one_is_refused_not_turned_into_k2():
+    with pytest.raises(CAHPError, match="straight line"):
+        find_knee(X, np.log(X), degree=1)
 
 
-@pytest.mark.parametrize("degree", [0, -1, 69, 100, 2.5, True])
+@pytest.mark.parametrize("degree", [0, -1, 1, 69, 100, 2.5, True])
 def test_invalid_degree_is_a_clear_error(degree):
     with pytest.raises(CAHPError, match="degree"):
         find_knee(X, np.log(X), degree=degree)
 
 
 def test_degree_error_names_the_allowed_range():
-    with pytest.raises(CAHPError, match=r"between 1 and 68 \(number of curve points - 1\)"):
-        find_knee(X, np.log(X), degree=0)
+    with pytest.raises(CAHPError, match="choose a degree from 2 to 68"):
+        find_knee(X, np.log(X), degree=69)
+    with pytest.raises(CAHPError, match="choose a degree from 2$"):
+        check_degree(1)
 
 
 def test_too_few_points_and_bad_x():
     with pytest.raises(CAHPError, match="at least 3"):
-        find_knee([1, 2], [1, 2], degree=1)
+        find_knee([1, 2], [1, 2], degree=2)
     with pytest.raises(CAHPError, match="increasing"):
-        find_knee([1, 3, 2, 4], [1, 2, 3, 4], degree=1)
+        find_knee([1, 3, 2, 4], [1, 2, 3, 4], degree=2)
     with pytest.raises(CAHPError, match="NaN"):
-        find_knee([1, 2, 3, 4], [1, np.nan, 3, 4], degree=1)
+        find_knee([1, 2, 3, 4], [1, np.nan, 3, 4], degree=2)
     with pytest.raises(CAHPError, match="same length"):
-        find_knee([1, 2, 3, 4], [1, 2, 3], degree=1)
-    with pytest.raises(CAHPError, match="curve must be"):
-        find_knee(X, np.log(X), degree=3, curve="wavy")
-    with pytest.raises(CAHPError, match="direction must be"):
-        find_knee(X, np.log(X), degree=3, direction="up")
+        find_knee([1, 2, 3, 4], [1, 2, 3], degree=2)
+    with pytest.raises(CAHPError, match="unknown knee shape 'wavy'; choose one of concave, auto"):
+        find_knee(X, np.log(X), degree=3, shape="wavy")
 
 
 def test_different_degrees_can_give_different_knees():
@@ -102,14 +134,9 @@ def test_to_dict_is_json_safe():
     result = find_knee(X, np.log(X), degree=3)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["knee"] == result.knee and data["degree"] == 3 and len(data["y_fit"]) == X.size
+    assert data["shape"] == "concave"
 
 
-def test_a_knee_on_the_end_of_the_curve_falls_back(monkeypatch):
-    class EndKnee:
-        def __init__(self, x, *args, **kwargs):
-            self.knee = x[-1]
-
-    monkeypatch.setattr("cahp_core.knee.KneeLocator", EndKnee)
-    result = find_knee(X, np.log(X), degree=3)
-    assert result.fallback and "end of the curve" in result.reason
-    assert X[0] < result.knee < X[-1]
+def test_a_straight_fit_has_no_knee():
+    result = find_knee(X, 0.01 * X, degree=3)
+    assert result.fallback and result.reason.startswith("no knee at degree 3")

@@ -108,8 +108,8 @@ def test_identical_heads_share_a_cluster_and_only_one_is_kept():
 
 def test_deterministic():
     sig, salience = _signatures(), np.random.default_rng(3).random((3, 4))
-    a = CAHPSelector(perplexity=3, degree=4).fit(sig, salience)
-    b = CAHPSelector(perplexity=3, degree=4).fit(sig, salience)
+    a = CAHPSelector(perplexity=3, degree=4, n_seeds=2).fit(sig, salience)
+    b = CAHPSelector(perplexity=3, degree=4, n_seeds=2).fit(sig, salience)
     np.testing.assert_array_equal(a.clustering_.labels, b.clustering_.labels)
     np.testing.assert_array_equal(a.support_, b.support_)
     assert a.knee_ == b.knee_
@@ -117,7 +117,8 @@ def test_deterministic():
 
 def test_changing_degree_reuses_distances_and_clustering(monkeypatch):
     calls = {"cluster": 0, "distances": 0}
-    cluster_heads, head_distances = selection_module.cluster_heads, selection_module.head_distances
+    cluster_heads = selection_module.cluster_heads_seeds
+    head_distances = selection_module.head_distances
 
     def counting_cluster(*args, **kwargs):
         calls["cluster"] += 1
@@ -127,16 +128,16 @@ def test_changing_degree_reuses_distances_and_clustering(monkeypatch):
         calls["distances"] += 1
         return head_distances(*args, **kwargs)
 
-    monkeypatch.setattr(selection_module, "cluster_heads", counting_cluster)
+    monkeypatch.setattr(selection_module, "cluster_heads_seeds", counting_cluster)
     monkeypatch.setattr(selection_module, "head_distances", counting_distances)
     sig, salience = _signatures(), np.random.default_rng(3).random((3, 4))
-    selector = CAHPSelector(perplexity=3, degree=2).fit(sig, salience)
-    clustering = selector.clustering_
+    selector = CAHPSelector(perplexity=3, degree=2, n_seeds=2).fit(sig, salience)
+    clusterings = selector.clusterings_
     for degree in (3, 4, 5):
         assert selector.set_params(degree=degree) is selector
         selector.fit(sig, salience)
         assert selector.knee_result_.degree == degree
-        assert selector.clustering_ is clustering and selector.distances_ is not None
+        assert selector.clustering_ in clusterings and selector.distances_ is not None
     assert calls == {"cluster": 1, "distances": 1}
     selector.set_params(seed=7).fit(sig, salience)  # an upstream parameter: recompute
     assert calls == {"cluster": 2, "distances": 2}
@@ -148,8 +149,9 @@ def test_changing_degree_reuses_distances_and_clustering(monkeypatch):
 
 def test_fit_from_clustering_matches_fit():
     sig, salience = _signatures(), np.random.default_rng(3).random((3, 4))
-    fitted = CAHPSelector(perplexity=3, degree=3).fit(sig, salience)
-    cached = CAHPSelector(degree=3).fit_from_clustering(fitted.clustering_, salience, 3, 4)
+    fitted = CAHPSelector(perplexity=3, degree=3, n_seeds=3).fit(sig, salience)
+    cached = CAHPSelector(degree=3).fit_from_clustering(fitted.clusterings_, salience, 3, 4)
+    assert cached.consensus_seed_ == fitted.consensus_seed_ and cached.seeds_ == [42, 43, 44]
     assert cached.distances_ is None
     assert cached.knee_ == fitted.knee_
     np.testing.assert_array_equal(cached.support_, fitted.support_)
@@ -178,14 +180,20 @@ def test_sklearn_style_parameters():
     assert params["degree"] == 4 and params["clustering"] == "graph" and params["k_max"] is None
     assert set(params) == {
         "degree",
+        "knee_curve",
+        "knee_shape",
         "clustering",
         "distance",
+        "quality",
         "perplexity",
         "seed",
+        "n_seeds",
         "k_min",
         "k_max",
         "n_neighbors",
     }
+    assert params["quality"] == "mss" and params["n_seeds"] == 5
+    assert params["knee_curve"] == "quality" and params["knee_shape"] == "concave"
     assert "degree=4" in repr(selector)
     assert not hasattr(selector, "support_")  # __init__ only stores parameters
 
@@ -194,13 +202,18 @@ def test_sklearn_style_parameters():
     ("params", "match"),
     [
         ({"degree": 0}, "degree"),
+        ({"degree": 1}, "straight line"),
         ({"degree": 2.5}, "degree"),
+        ({"quality": "silhouette"}, "unknown cluster quality"),
+        ({"knee_curve": "accuracy"}, "unknown knee curve 'accuracy'; choose one of quality"),
+        ({"knee_shape": "wavy"}, "unknown knee shape"),
+        ({"n_seeds": 0}, "--seeds must be a whole number >= 1"),
         ({"clustering": "spectral"}, "tsne-kmedoids, graph"),
         ({"distance": "cosine"}, "jm, js"),
         ({"perplexity": -1}, "perplexity"),
         ({"n_neighbors": 0}, "n_neighbors"),
         ({"k_min": 1}, "k_min"),
-        ({"degree": 10}, "between 1 and 9"),  # ks 2..11: 10 curve points
+        ({"degree": 10}, "from 2 to 9"),  # ks 2..11: 10 curve points
     ],
 )
 def test_bad_parameters_raise(params, match):
@@ -219,3 +232,64 @@ def test_errors():
         CAHPSelector().fit(_signatures(), np.ones((2, 4)))
     with pytest.raises(CAHPError, match="different|labels for 6 heads"):
         CAHPSelector(degree=2).fit_from_clustering(_hand_clustering(), np.ones((3, 4)), 3, 4)
+
+
+def _shifted(clustering: ClusteringResult, seed: int, labels=None) -> ClusteringResult:
+    return ClusteringResult(
+        clustering.method,
+        clustering.ks,
+        clustering.labels if labels is None else labels,
+        clustering.medoids,
+        clustering.quality,
+        seed=seed,
+    )
+
+
+def test_consensus_is_the_seed_closest_to_all_others():
+    base = _hand_clustering()
+    odd = base.labels.copy()
+    odd[:, :] = [[0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 2], [0, 0, 0, 1, 2, 3], [0, 0, 1, 2, 3, 4]]
+    seeds = [_shifted(base, 0, odd), _shifted(base, 1), _shifted(base, 2)]
+    selector = CAHPSelector(degree=2).fit_from_clustering(seeds, HAND_SALIENCE, 2, 3)
+    assert selector.seeds_ == [0, 1, 2]
+    assert selector.consensus_seed_ == 1  # seeds 1 and 2 agree; seed 0 is the odd one out
+    assert selector.support_by_seed_.shape == (3, 2, 3)
+    assert set(selector.knee_by_seed_) == {0, 1, 2}
+    assert selector.heads_by_seed_[1] == int(selector.support_.sum())
+    np.testing.assert_array_equal(selector.support_, selector.support_by_seed_[1])
+    heads = selector.knee_spread_["heads"]
+    assert heads["min"] <= heads["median"] <= heads["max"]
+
+
+def test_consensus_index_by_hand():
+    from cahp_core.selection import consensus_index
+
+    a = np.array([[1, 0, 0, 0]], dtype=bool)
+    b = np.array([[1, 1, 0, 0]], dtype=bool)
+    c = np.array([[1, 1, 1, 0]], dtype=bool)
+    # summed Hamming distances: a: 1 + 2 = 3, b: 1 + 1 = 2, c: 2 + 1 = 3
+    assert consensus_index(np.stack([a, b, c])) == 1
+    assert consensus_index(np.stack([a, a])) == 0  # ties: the first seed
+
+
+def test_performance_knee_from_the_measured_curve():
+    from cahp_core.selection import performance_points
+
+    records = [{"k": None, "method": "cahp", "accuracy": 0.9}] + [
+        {"k": k, "method": m, "accuracy": acc}
+        for k, acc in zip((2, 3, 4, 5), (0.2, 0.5, 0.6, 0.62), strict=True)
+        for m in ("cahp", "gradient")
+    ]
+    points = performance_points(records)
+    assert points.tolist() == [[2, 0.2], [3, 0.5], [4, 0.6], [5, 0.62]]
+    selector = CAHPSelector(degree=2, knee_curve="performance").fit_from_clustering(
+        _hand_clustering(), HAND_SALIENCE, 2, 3, performance=points
+    )
+    assert selector.knee_result_ is selector.performance_knee_result_
+    assert selector.knee_ == selector.performance_knee_result_.knee
+    assert selector.quality_knee_result_ is not None  # both knees are always reported
+    np.testing.assert_array_equal(selector.support_, selector.select(selector.knee_))
+    with pytest.raises(CAHPError, match="performance knee needs the run's measured accuracy"):
+        CAHPSelector(degree=2, knee_curve="performance").fit_from_clustering(
+            _hand_clustering(), HAND_SALIENCE, 2, 3
+        )
