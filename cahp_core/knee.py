@@ -71,11 +71,12 @@ def check_degree(degree: object, n_points: int | None = None) -> int:
     if isinstance(degree, bool) or not isinstance(degree, int | np.integer):
         raise CAHPError(f"degree must be a whole number; got {degree!r}")
     top = "" if n_points is None else f" to {n_points - 1}"
-    if degree < 2:
+    if degree == 1:
         raise CAHPError(
-            f"degree {degree} has no knee (a degree-1 fit is a straight line); "
-            f"choose a degree from 2{top}"
+            f"degree 1 has no knee (a degree-1 fit is a straight line); choose a degree from 2{top}"
         )
+    if degree < 1:
+        raise CAHPError(f"degree must be at least 2; got {degree}. Choose a degree from 2{top}")
     if n_points is not None and degree >= n_points:
         raise CAHPError(
             f"degree {degree} needs more than {n_points} curve points; choose a degree from 2{top}"

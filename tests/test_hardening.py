@@ -231,12 +231,32 @@ CASES = [
     (
         "degree-zero",
         ["export", "{run}", "--degree", "0", "--out", "{base}/o20"],
-        r"degree must be a whole number >= 1",
+        r"degree must be at least 2; got 0",
+    ),
+    (
+        "degree-one",
+        ["export", "{run}", "--degree", "1", "--out", "{base}/o20b"],
+        r"degree 1 has no knee \(a degree-1 fit is a straight line\)",
+    ),
+    (
+        "knee-curve-unknown",
+        ["export", "{run}", "--degree", "3", "--knee-curve", "f1", "--out", "{base}/o20c"],
+        r"unknown --knee-curve 'f1'; choose one of quality, performance",
+    ),
+    (
+        "quality-unknown",
+        ["run", "--model", "{tiny}", "--task", "sst5", "--quality", "dunn", "--out", "{base}/o20d"],
+        r"unknown --quality 'dunn'; choose one of mss, simplified-silhouette",
+    ),
+    (
+        "seeds-zero",
+        ["run", "--model", "{tiny}", "--task", "sst5", "--seeds", "0", "--out", "{base}/o20e"],
+        r"--seeds must be a whole number >= 1",
     ),
     (
         "degree-too-large",
         ["export", "{run}", "--degree", "500", "--out", "{base}/o21"],
-        r"degree must be between 1 and",
+        r"degree 500 needs more than \d+ curve points; choose a degree from 2 to \d+",
     ),
     (
         "run-degree-negative",
@@ -373,7 +393,7 @@ STAGE_HOOKS = {  # stage -> the function the killed process is paused in
     "finetune": "finetune",
     "signatures": "compute_signatures",
     "salience": "gradient_salience",
-    "clustering": "cluster_heads",
+    "clustering": "cluster_heads_seeds",
     "task_curve": "comparison_maps",
     "export": "save_pruned",
 }
@@ -463,7 +483,9 @@ def test_two_writers_get_a_clear_in_use_error(world, tmp_path, capsys):
     from cahp_core.errors import RunFolderError
 
     with pytest.raises(RunFolderError, match="in use"):
-        process2 = _start_paused_run(world["tiny"], run_dir, "cluster_heads", tmp_path / "marker2")
+        process2 = _start_paused_run(
+            world["tiny"], run_dir, "cluster_heads_seeds", tmp_path / "marker2"
+        )
         try:
             run_pipeline(tiny_run_config(world["tiny"]), run_dir)
         finally:
