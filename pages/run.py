@@ -120,7 +120,8 @@ def cli_args(task: str, form: dict, inputs: dict, root: Path, name: str) -> list
     args = [
         *("--model", form["model"].strip(), "--task", task, "--preset", form["preset"]),
         *("--degree", str(int(form["degree"])), "--clustering", form["clustering"]),
-        *("--distance", form["distance"]),
+        *("--distance", form["distance"], "--quality", form["quality"]),
+        *("--seeds", str(int(form["seeds"]))),
     ]
     for flag in ("max_train", "max_eval"):
         if form[flag]:
@@ -243,10 +244,31 @@ with st.form("new-run"):
             help="quick: 3000 training / 600 validation examples, about 10 minutes on 2 CPU "
             "cores; paper: full splits, 3 + 3 epochs",
         ),
-        "degree": c2.number_input("Polynomial degree", min_value=1, max_value=30, value=6),
+        "degree": c2.number_input(
+            "Polynomial degree",
+            min_value=2,
+            max_value=12,
+            value=6,
+            help="degree of the polynomial fitted to the curve before its knee is found "
+            "(degree 1 is a straight line, which has no knee); change it later on the Knee page",
+        ),
         "clustering": c1.selectbox("Clustering", ["tsne-kmedoids", "graph"]),
         "distance": c2.selectbox(
             "Distance", ["jm", "js"], help="jm: Jeffries–Matusita, js: Jensen–Shannon"
+        ),
+        "quality": c1.selectbox(
+            "Cluster quality curve",
+            ["mss", "simplified-silhouette"],
+            help="mss: the authors' mean simplified silhouette (paper); simplified-silhouette: "
+            "nearest other medoid, every medoid scores 1 (this project's earlier curve)",
+        ),
+        "seeds": c2.number_input(
+            "Clustering seeds",
+            min_value=1,
+            max_value=20,
+            value=5,
+            help="t-SNE / k-medoids seeds; the knee is shown with its spread over them and the "
+            "export uses their consensus",
         ),
         "max_train": c1.number_input(
             "Max training examples (0 = the preset's)",
