@@ -12,7 +12,8 @@ that degree, the knee falls back to the point of the fitted curve farthest from 
 (ties and flat fits: the smallest x), and ``fallback`` and ``reason`` say so ("no knee at
 degree d"). kneed reports the curve's first point when the fit has no interior knee (its
 local-maximum search includes the ends; the authors' code would then keep k=2 clusters):
-that counts as no knee here too. ``shape="auto"`` (not the paper's) guesses concave/convex and increasing /
+that counts as no knee here too. With the concave shape the fallback only looks at points above
+the chord while there are any (a dip of a noisy curve is no knee). ``shape="auto"`` (not the paper's) guesses concave/convex and increasing /
 decreasing from the fit first. Degree 1 is refused: a straight line has no knee.
 """
 
@@ -109,9 +110,12 @@ def fit_polynomial(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarra
     return polynomial(x), polynomial.convert().coef
 
 
-def chord_knee(x: np.ndarray, y: np.ndarray) -> int:
+def chord_knee(x: np.ndarray, y: np.ndarray, above: bool = False) -> int:
     """Index of the point at maximum perpendicular distance from the chord joining the
     first and last points.
+
+    With ``above``, only points above the chord count (a concave, increasing curve's knee:
+    a dip of a noisy curve below its chord is no knee) while there are any.
 
     The perpendicular distance to a fixed line is the vertical distance times a constant, so
     the vertical distance on axes scaled to [0, 1] is used (same argmax, scale-free tie
@@ -122,7 +126,12 @@ def chord_knee(x: np.ndarray, y: np.ndarray) -> int:
     flat = span <= 1e-12 * max(1.0, float(np.abs(y).max()))
     ys = np.zeros_like(y) if flat else (y - y.min()) / span
     chord = ys[0] + (ys[-1] - ys[0]) * xs
-    distance = np.abs(ys - chord)
+    signed = ys - chord
+    distance = (
+        np.where(signed > 1e-12, signed, 0.0)
+        if above and (signed > 1e-12).any()
+        else np.abs(signed)
+    )
     return int(np.flatnonzero(distance >= distance.max() - 1e-12)[0])
 
 
@@ -174,7 +183,7 @@ def find_knee(x: ArrayLike, y: ArrayLike, degree: int = 6, shape: str = "concave
     edge = knee_x is not None and knee_x in (x[0], x[-1])
     fallback = knee_x is None or edge
     if fallback:
-        index = chord_knee(x, y_fit)
+        index = chord_knee(x, y_fit, above=shape == "concave")
         what = "kneed found none"
         if _is_flat(y_fit):
             what = "the fitted curve is flat"
@@ -182,7 +191,8 @@ def find_knee(x: ArrayLike, y: ArrayLike, degree: int = 6, shape: str = "concave
             what = f"kneed's knee fell on the end of the curve, k={knee_x:g}"
         reason = (
             f"no knee at degree {degree} ({what}); fell back to the point of the fitted "
-            f"curve farthest from its chord (k={x[index]:g})"
+            f"curve farthest {'above' if shape == 'concave' else 'from'} its chord "
+            f"(k={x[index]:g})"
         )
     else:
         index = int(np.argmin(np.abs(x - knee_x)))

@@ -292,10 +292,13 @@ class CAHPSelector:
         ]
         self.performance_knee_result_: KneeResult | None = None
         if performance is not None and len(performance):
-            performance = np.asarray(performance, dtype=float)
-            self.performance_knee_result_ = find_knee(
-                performance[:, 0], performance[:, 1], self.degree, self.knee_shape
-            )
+            performance = np.asarray(performance, dtype=float)  # [P, 2]
+            # reported beside the quality knee where the degree fits its P points; required
+            # (with the degree error) only when it is the knee used
+            if self.knee_curve == "performance" or self.degree < len(performance):
+                self.performance_knee_result_ = find_knee(
+                    performance[:, 0], performance[:, 1], self.degree, self.knee_shape
+                )
         if self.knee_curve == "performance" and self.performance_knee_result_ is None:
             raise CAHPError(
                 "the performance knee needs the run's measured accuracy curve (task_curve.json); "

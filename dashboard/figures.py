@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -10,26 +12,164 @@ from cahp_core.knee import KneeResult
 from .theme import KEPT_COLOR, METHOD_COLORS, METHOD_LABELS, cluster_color
 
 
-def knee_figure(knee: KneeResult, expected: float | None = None) -> go.Figure:
-    """The marginal-performance curve, its polynomial fit and the knee."""
+def smooth_fit(knee: KneeResult, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """The knee's fitted polynomial on a fine grid: the degree-d polynomial through kneed's
+    fitted values ``y_fit`` (a degree-d fit of a degree-d polynomial is that polynomial), so a
+    curve measured at a few k is drawn smooth and still passes through every fitted value."""
+    x, y_fit = np.asarray(knee.x, dtype=float), np.asarray(knee.y_fit, dtype=float)
+    if len(x) > 50 or len(x) <= knee.degree:  # dense enough already (or nothing to refit)
+        return x, y_fit
+    fine = np.linspace(x[0], x[-1], n)
+    return fine, np.polynomial.Polynomial.fit(x, y_fit, knee.degree)(fine)
+
+
+def knee_figure(
+    knee: KneeResult,
+    seed_knees: Mapping[int, int] | None = None,
+    *,
+    y_title: str = "mean simplified silhouette (MSS)",
+    points_name: str = "cluster quality",
+) -> go.Figure:
+    """The curve's points, kneed's fitted polynomial and its knee; with ``seed_knees``
+    ({seed: k}), every clustering seed's knee too (markers on the fit, band from min to max)."""
+    fit_at = dict(zip(np.asarray(knee.x).tolist(), np.asarray(knee.y_fit).tolist(), strict=True))
     fig = go.Figure()
+    if seed_knees:
+        by_k: dict[int, list[int]] = {}
+        for seed, k in sorted(seed_knees.items()):
+            by_k.setdefault(int(k), []).append(int(seed))
+        low, high = min(by_k), max(by_k)
+        n = len(seed_knees)
+        spread = f"all {n} agree, k={low}" if low == high else f"k {low}–{high}"
+        if low < high:  # the seeds disagree: shade where their knees fall
+            bottom = float(min(np.min(knee.y), np.min(knee.y_fit)))
+            top = float(max(np.max(knee.y), np.max(knee.y_fit)))
+            fig.add_scatter(
+                x=[low, high, high, low, low],
+                y=[bottom, bottom, top, top, bottom],
+                fill="toself",
+                mode="none",
+                fillcolor="rgba(220, 38, 38, 0.12)",
+                hoverinfo="skip",
+                name=f"range of the seeds' knees ({spread})",
+                legendgroup="seeds",
+                showlegend=False,  # the markers' legend entry names the range
+            )
+        fig.add_scatter(
+            x=list(by_k),
+            y=[fit_at.get(k, knee.knee_y) for k in by_k],
+            mode="markers",
+            name=f"knee of each of {n} seeds ({spread})" if n > 1 else "knee of the seed",
+            legendgroup="seeds",
+            hovertext=[
+                f"k={k}: seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))}"
+                for k, s in by_k.items()
+            ],
+            hoverinfo="text",
+            marker={
+                "symbol": "diamond-open",
+                "size": [10 + 3 * len(s) for s in by_k.values()],
+                "color": "#dc2626",
+                "line": {"width": 2},
+            },
+        )
     fig.add_scatter(
-        x=knee.x, y=knee.y, mode="markers", name="cluster quality", marker={"color": "#94a3b8"}
+        x=knee.x, y=knee.y, mode="markers", name=points_name, marker={"color": "#94a3b8"}
     )
+    fine_x, fine_y = smooth_fit(knee)
     fig.add_scatter(
-        x=knee.x,
-        y=knee.y_fit,
+        x=fine_x,
+        y=fine_y,
         mode="lines",
-        name=f"polynomial, degree {knee.degree}",
+        name=f"polynomial fit, degree {knee.degree}",
         line={"color": METHOD_COLORS["cahp"], "width": 3},
+        hoverinfo="skip",
     )
     label = f"knee k={knee.knee}" + (" (fallback)" if knee.fallback else "")
-    fig.add_vline(x=knee.knee, line_dash="dash", line_color="#dc2626", annotation_text=label)
+    fig.add_scatter(
+        x=[knee.knee],
+        y=[knee.knee_y],
+        mode="markers",
+        name=label,
+        marker={"symbol": "x", "size": 14, "color": "#dc2626"},
+    )
+    fig.add_vline(x=knee.knee, line_dash="dash", line_color="#dc2626")
     fig.update_layout(
         xaxis_title="number of clusters k",
-        yaxis_title="mean simplified silhouette",
+        yaxis_title=y_title,
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 30},
+        height=480,
+    )
+    values = np.concatenate([np.asarray(knee.y, float), np.asarray(knee.y_fit, float)])
+    low, high = float(values.min()), float(values.max())
+    if high - low <= 1e-9 * max(1.0, abs(high)):  # a flat curve: do not zoom into rounding noise
+        pad = max(0.1 * abs(high), 0.01)
+        fig.update_yaxes(range=[low - pad, high + pad])
+    return fig
+
+
+def knee_degree_figure(rows: Sequence[Mapping], degree: int | None = None) -> go.Figure:
+    """Knee k and heads kept at every polynomial degree (consensus seed; error bars: the
+    seeds' min to max), the chosen ``degree`` shaded; open markers: fallback knees."""
+    fig = go.Figure()
+    x = [int(r["degree"]) for r in rows]
+    for what, name, color, dodge in (  # side by side: heads kept often equals k
+        ("knee", "knee k (clusters)", "#dc2626", -0.1),
+        ("heads", "heads kept", METHOD_COLORS["cahp"], 0.1),
+    ):
+        y = [int(r[what]) for r in rows]
+        fig.add_scatter(
+            x=[d + dodge for d in x],
+            y=y,
+            customdata=x,
+            mode="lines+markers",
+            name=name,
+            line={"color": color},
+            marker={
+                "color": color,
+                "size": 10,
+                "symbol": ["circle-open" if r["fallback"] else "circle" for r in rows],
+                "line": {"width": 2, "color": color},
+            },
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [int(r[f"{what}_max"]) - v for r, v in zip(rows, y, strict=True)],
+                "arrayminus": [v - int(r[f"{what}_min"]) for r, v in zip(rows, y, strict=True)],
+                "color": color,
+                "thickness": 1.5,
+                "width": 6,
+            },
+            hovertemplate=f"degree %{{customdata}}: {name} %{{y}}<extra></extra>",
+        )
+    if any(r["fallback"] for r in rows):
+        fig.add_scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name="open marker: no knee, fallback",
+            marker={"symbol": "circle-open", "color": "#6b7280", "size": 10},
+        )
+    if degree is not None:
+        fig.add_vrect(
+            x0=degree - 0.4,
+            x1=degree + 0.4,
+            fillcolor="#fde68a",
+            opacity=0.5,
+            line_width=0,
+            layer="below",
+        )
+    fig.update_layout(
+        xaxis={
+            "title": "polynomial degree",
+            "dtick": 1,
+            "range": [min(x, default=2) - 0.5, max(x, default=2) + 0.5],
+        },
+        yaxis={"title": "count (bars: min–max over seeds)", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.25},
+        margin={"t": 20},
+        height=480,
     )
     return fig
 

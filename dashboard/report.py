@@ -16,24 +16,39 @@ from cahp_core.proximity import compare_depths
 from cahp_core.results import RunView
 
 from . import figures
-from .selection_view import DegreeView, method_maps
+from .selection_view import CURVE_NAMES, QUALITY_LABELS, DegreeView, method_maps
 from .theme import DEPTH_LABELS, METHOD_LABELS
+
+
+def knee_figure(chosen: DegreeView) -> go.Figure:
+    """The chosen curve, its fit, the knee and every seed's knee (axis names per curve)."""
+    if chosen.knee_curve == "performance":
+        names = {"y_title": "masked accuracy (no fine-tuning)", "points_name": "measured accuracy"}
+    else:
+        names = {
+            "y_title": QUALITY_LABELS.get(chosen.quality_name, chosen.quality_name),
+            "points_name": "cluster quality",
+        }
+    return figures.knee_figure(chosen.knee, chosen.knee_by_seed, **names)
 
 
 def run_figures(view: RunView, chosen: DegreeView) -> dict[str, go.Figure]:
     """Every figure of a run at one degree, by file-friendly name."""
     maps = method_maps(view, chosen.keep)
     out = {
-        "knee": figures.knee_figure(chosen.knee, chosen.expected_accuracy),
+        "knee": knee_figure(chosen),
         "layer_map": figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised),
         "cluster_sizes": figures.cluster_sizes_figure(chosen.labels),
         "per_layer": figures.per_layer_figure(maps),
     }
     if view.task_curve:
         out["task_curve"] = figures.task_curve_figure(view.task_curve, chosen.heads_kept)
-    if view.clustering.embedding is not None:
+    if chosen.embedding is not None:
         out["tsne"] = figures.embedding_figure(
-            view.clustering.embedding, chosen.labels, chosen.keep, "t-SNE of head distances"
+            chosen.embedding,
+            chosen.labels,
+            chosen.keep,
+            f"t-SNE of the heads (consensus seed {chosen.consensus_seed})",
         )
     if view.graph is not None:
         out["head_graph"] = figures.graph_figure(
@@ -62,10 +77,14 @@ def report_html(view: RunView, chosen: DegreeView) -> str:
     facts = {
         "model": config.model,
         "task": config.task,
+        "knee curve": CURVE_NAMES[chosen.knee_curve],
         "polynomial degree": chosen.degree,
         "knee (clusters)": chosen.knee.knee,
         "knee fallback": chosen.knee.reason if chosen.knee.fallback else "no",
         "heads kept": f"{chosen.heads_kept} of {chosen.keep.size}",
+        "consensus seed (exported selection)": chosen.consensus_seed,
+        "knee across seeds": chosen.seed_range("knee"),
+        "heads kept across seeds": chosen.seed_range("heads"),
         "kept per layer": list(map(int, chosen.keep.sum(axis=1))),
         "accuracy, full model": summary.get("accuracy_full"),
         "accuracy, pruned + fine-tuned (run's own degree)": summary.get("accuracy_pruned"),

@@ -1,4 +1,5 @@
-"""Where runs live, which run and degree this browser session looks at (per-session state)."""
+"""Where runs live, and which run, degree and knee curve this browser session looks at
+(per-session state: one key per run for the degree, one for the knee curve)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ from cahp_core.errors import CAHPError
 from cahp_core.results import RunView
 from cahp_core.runs import list_runs
 
+from .selection_view import (
+    CURVE_LABELS,
+    MAX_DEGREE,
+    MIN_DEGREE,
+    DegreeView,
+    curve_points,
+    degree_view,
+    has_task_curve,
+    knee_by_degree,
+    run_stamp,
+)
 from .theme import present
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +58,7 @@ def _load_view(path: str, stamp: float) -> RunView:
 
 
 def load_view(path: Path) -> RunView:
-    manifest = Path(path) / "manifest.json"
-    stamp = manifest.stat().st_mtime if manifest.is_file() else 0.0
-    return _load_view(str(path), stamp)
+    return _load_view(str(path), run_stamp(path))
 
 
 def current_run_path() -> Path | None:
@@ -69,26 +79,76 @@ def current_view() -> RunView | None:
         )
         return None
     try:
-        return load_view(path)
+        view = load_view(path)
+        view.clusterings  # noqa: B018 - a run clustered by an earlier version: say how to fix
+        return view
     except CAHPError as exc:
         st.error(str(exc))
         return None
 
 
-def current_degree(view: RunView) -> int:
-    """The degree chosen on the Knee page in this session (default: the run's own)."""
+def _default_curve(view: RunView) -> str:
+    curve = str(view.selection.get("knee_curve", view.config.knee_curve))
+    return (
+        curve
+        if curve in CURVE_LABELS and (curve != "performance" or has_task_curve(view))
+        else "quality"
+    )
+
+
+def current_knee_curve(view: RunView) -> str:
+    """The knee curve chosen on the Knee page in this session ("quality" or "performance";
+    default: the run's own, "quality" where the run has no task curve)."""
+    key = f"knee_curve::{view.path}"
+    curve = st.session_state.get(key)
+    if curve not in CURVE_LABELS or (curve == "performance" and not has_task_curve(view)):
+        curve = st.session_state[key] = _default_curve(view)
+    return str(curve)
+
+
+def set_knee_curve(view: RunView, knee_curve: str) -> None:
+    st.session_state[f"knee_curve::{view.path}"] = str(knee_curve)
+
+
+def max_degree(view: RunView, knee_curve: str) -> int:
+    """Highest degree offered for ``knee_curve``: min(12, points - 1) of that curve, lowered to
+    the last degree the engine accepts for this run (see ``knee_by_degree``); at least 2."""
+    top = min(MAX_DEGREE, curve_points(view, knee_curve) - 1)
+    rows, _ = knee_by_degree(view, knee_curve)
+    if rows:
+        top = min(top, rows[-1]["degree"])
+    return max(MIN_DEGREE, top)
+
+
+def current_degree(view: RunView, knee_curve: str | None = None) -> int:
+    """The degree chosen on the Knee page in this session (default: the run's own), clamped
+    to 2..max_degree of the session's knee curve."""
+    knee_curve = knee_curve or current_knee_curve(view)
     key = f"degree::{view.path}"
     if key not in st.session_state:
         st.session_state[key] = int(view.selection.get("degree", view.config.degree))
-    return int(st.session_state[key])
+    return int(min(max(int(st.session_state[key]), MIN_DEGREE), max_degree(view, knee_curve)))
 
 
 def set_degree(view: RunView, degree: int) -> None:
     st.session_state[f"degree::{view.path}"] = int(degree)
 
 
-def max_degree(view: RunView) -> int:
-    return max(1, min(15, len(view.clustering.ks) - 1))
+def current_selection(view: RunView) -> tuple[int, str, DegreeView]:
+    """The session's degree, knee curve and the selection they give (what every page shows
+    and what Export writes)."""
+    knee_curve = current_knee_curve(view)
+    degree = current_degree(view, knee_curve)
+    return degree, knee_curve, selection_or_stop(view, degree, knee_curve)
+
+
+def selection_or_stop(view: RunView, degree: int, knee_curve: str) -> DegreeView:
+    """``degree_view``, or the engine's message on the page (and the page stops there)."""
+    try:
+        return degree_view(view, degree, knee_curve)
+    except CAHPError as exc:
+        st.error(str(exc))
+        st.stop()
 
 
 def presenting() -> bool:

@@ -8,8 +8,8 @@ import numpy as np
 import streamlit as st
 
 from dashboard import figures
-from dashboard.selection_view import degree_view
-from dashboard.state import chart, current_degree, current_view
+from dashboard.selection_view import CURVE_NAMES
+from dashboard.state import chart, current_selection, current_view
 
 
 @st.cache_data(show_spinner="Computing the UMAP embedding…")
@@ -34,11 +34,11 @@ def umap_embedding(distance: np.ndarray, seed: int = 42) -> np.ndarray:
 st.title("Clusters per layer")
 view = current_view()
 if view is not None:
-    degree = current_degree(view)
-    chosen = degree_view(view, degree)
+    degree, knee_curve, chosen = current_selection(view)
     st.caption(
-        f"Degree {degree}: knee at {chosen.knee.knee} clusters, {chosen.heads_kept} heads kept "
-        "(stars). Colours are clusters, the same on every page."
+        f"Degree {degree}, {CURVE_NAMES[knee_curve]} (set on the Knee page): knee at "
+        f"{chosen.knee.knee} clusters, {chosen.heads_kept} heads kept (stars), clusters of the "
+        f"consensus seed {chosen.consensus_seed}. Colours are clusters, the same on every page."
     )
     chart(figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised))
     left, right = st.columns(2)
@@ -48,7 +48,7 @@ if view is not None:
     kinds = [
         k
         for k, ok in (
-            ("t-SNE (used for clustering)", view.clustering.embedding is not None),
+            ("t-SNE (used for clustering)", chosen.embedding is not None),
             ("UMAP", view.distance is not None),
         )
         if ok
@@ -58,7 +58,7 @@ if view is not None:
         if kind == "UMAP":
             points = umap_embedding(np.asarray(view.distance, dtype=np.float64))
         else:
-            points = view.clustering.embedding
+            points = chosen.embedding
         chart(figures.embedding_figure(points, chosen.labels, chosen.keep, kind), right)
     if view.head_maps is not None:
         st.subheader("What a head attends to")

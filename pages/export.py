@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from cahp_core.errors import CAHPError
@@ -19,8 +20,8 @@ from dashboard.report import (
     run_figures,
     zip_folder,
 )
-from dashboard.selection_view import DegreeView, degree_view
-from dashboard.state import cached_model, current_degree, current_view, runs_root
+from dashboard.selection_view import CURVE_NAMES, DegreeView
+from dashboard.state import cached_model, current_selection, current_view, runs_root
 
 EXAMPLE_COPY = "embedded-example"
 COPY_MARKER = "copied_from.txt"
@@ -45,8 +46,11 @@ def writable_run(path: Path) -> Path:
     return copy
 
 
-def run_export(view: RunView, degree: int, out_dir: Path, onnx: bool) -> dict | None:
-    """Export with live progress; shows errors with st.error and returns None on failure."""
+def run_export(
+    view: RunView, degree: int, knee_curve: str, out_dir: Path, onnx: bool
+) -> dict | None:
+    """Export the selection of ``degree`` on ``knee_curve`` (what the Knee page shows) with
+    live progress; shows errors with st.error and returns None on failure."""
     with st.status("Exporting…", expanded=True) as status:
         bar = st.progress(0.0, text="starting")
 
@@ -61,7 +65,13 @@ def run_export(view: RunView, degree: int, out_dir: Path, onnx: bool) -> dict | 
             else:
                 st.write("Fine-tuning the full model first (this run has no weights).")
             info = export_with_degree(
-                writable_run(view.path), degree, out_dir, onnx=onnx, progress=progress, model=model
+                writable_run(view.path),
+                degree,
+                out_dir,
+                knee_curve=knee_curve,
+                onnx=onnx,
+                progress=progress,
+                model=model,
             )
         except (CAHPError, OSError) as exc:  # bad run folder, no disk space, no permission
             status.update(label="Export failed", state="error")
@@ -89,7 +99,7 @@ def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
     cols[1].download_button(
         "One-file HTML report",
         lambda: report_html(view, chosen),
-        file_name=f"cahp-report-{view.path.name}-d{chosen.degree}.html",
+        file_name=f"cahp-report-{view.path.name}-{chosen.knee_curve}-d{chosen.degree}.html",
         mime="text/html",
         on_click="ignore",
         help="Summary, every figure (works offline) and the kept-head table, for presentations.",
@@ -98,7 +108,7 @@ def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
     cols[2].download_button(
         "All figures (.zip, HTML + PNG)",
         lambda: figures_zip(figs),
-        file_name=f"cahp-figures-{view.path.name}-d{chosen.degree}.zip",
+        file_name=f"cahp-figures-{view.path.name}-{chosen.knee_curve}-d{chosen.degree}.zip",
         mime="application/zip",
         on_click="ignore",
         help="PNG files are included when kaleido can start a Chrome/Chromium; HTML always.",
@@ -112,7 +122,7 @@ def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
         mime="text/html",
         on_click="ignore",
     )
-    key = f"png::{view.path}::{chosen.degree}::{name}"
+    key = f"png::{view.path}::{chosen.knee_curve}::{chosen.degree}::{name}"
     if c3.button(f"Render {name}.png"):
         st.session_state[key] = figure_png(figs[name]) or b""
     png = st.session_state.get(key)
@@ -125,13 +135,18 @@ def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
 st.title("Export")
 view = current_view()
 if view is not None:
-    degree = current_degree(view)
-    chosen = degree_view(view, degree)
+    degree, knee_curve, chosen = current_selection(view)
     st.write(
-        f"Degree **{degree}** (set on the Knee page): knee at **{chosen.knee.knee}** clusters, "
-        f"**{chosen.heads_kept}** of {chosen.keep.size} heads kept, per layer "
-        f"{list(map(int, chosen.keep.sum(axis=1)))}."
+        f"Degree **{degree}** on the **{CURVE_NAMES[knee_curve]}** (both set on the Knee page): "
+        f"knee at **{chosen.knee.knee}** clusters, **{chosen.heads_kept}** of {chosen.keep.size} "
+        f"heads kept, per layer {list(map(int, chosen.keep.sum(axis=1)))}. This is the "
+        f"consensus seed's selection (seed {chosen.consensus_seed}, one of {chosen.n_seeds} "
+        f"clustering seeds; knee: {chosen.seed_range('knee')}; heads kept: "
+        f"{chosen.seed_range('heads')}), the one "
+        f"`cahp export RUN --degree {degree} --knee-curve {knee_curve}` writes."
     )
+    if chosen.knee.fallback:
+        st.caption(f"Fallback knee: {chosen.knee.reason}.")
     if not view.has_model:
         st.info(
             "This run has no model weights (the embedded example ships none). Export first "
@@ -140,13 +155,18 @@ if view is not None:
             "the bundled files are never written."
         )
     onnx = st.checkbox("Also export ONNX", value=True)
-    out_dir = runs_root() / "exports" / f"{view.path.name}-degree{degree}"
+    out_dir = runs_root() / "exports" / f"{view.path.name}-{knee_curve}-degree{degree}"
     st.caption(f"Output folder: `{out_dir}`")
-    key = f"export::{view.path}::{degree}"
+    key = f"export::{view.path}::{knee_curve}::{degree}"
     if st.button("Prune, fine-tune once and export", type="primary"):
-        info = run_export(view, degree, out_dir, onnx)
+        info = run_export(view, degree, knee_curve, out_dir, onnx)
         if info is not None:
             st.session_state[key] = str(out_dir)
+            if np.asarray(info.get("kept"), dtype=bool).tolist() != chosen.keep.tolist():
+                st.error(
+                    "The export kept other heads than this page shows; please report this "
+                    f"(page: {chosen.heads_kept} heads, export: {info['heads_kept']})."
+                )
             st.success(
                 f"Saved {out_dir}: {info['heads_kept']} heads, accuracy after one fine-tune "
                 f"{info['accuracy_pruned']:.3f} (masked before: {info['accuracy_masked']:.3f}), "

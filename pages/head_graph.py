@@ -8,8 +8,8 @@ import streamlit as st
 from cahp_core.graph import build_head_graph, graph_to_json
 from dashboard import figures
 from dashboard.graph_view import head_graph_html
-from dashboard.selection_view import degree_view
-from dashboard.state import chart, current_degree, current_view
+from dashboard.selection_view import CURVE_NAMES
+from dashboard.state import chart, current_selection, current_view
 
 
 @st.cache_data(show_spinner="Building the head graph…")
@@ -21,8 +21,7 @@ def rebuilt_graph(distance: np.ndarray, n_layers: int, n_heads: int, neighbors: 
 st.title("Head graph")
 view = current_view()
 if view is not None:
-    degree = current_degree(view)
-    chosen = degree_view(view, degree)
+    degree, knee_curve, chosen = current_selection(view)
     graph = view.graph
     if graph is None and view.distance is not None:
         n_layers, n_heads = view.shape
@@ -33,7 +32,8 @@ if view is not None:
         )
         st.stop()
     st.caption(
-        f"Degree {degree} (change it on the Knee page): {chosen.heads_kept} heads kept. Heads are "
+        f"Degree {degree}, {CURVE_NAMES[knee_curve]} (change them on the Knee page): "
+        f"{chosen.heads_kept} heads kept. Heads are "
         "placed by layer (left to right), coloured by cluster (the same colours on every page), "
         "sized by salience; kept heads are outlined stars. Edges join each head to its nearest "
         "heads by attention-signature distance. Hover a head for details; drag to pan, scroll "

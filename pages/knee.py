@@ -1,4 +1,5 @@
-"""Knee: the marginal-performance curve, its polynomial fit and the knee; a degree slider."""
+"""Knee: the quality (or performance) curve, its polynomial fit and the knee; the knee curve
+switch and the degree slider every other page and the export follow."""
 
 from __future__ import annotations
 
@@ -6,32 +7,106 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures
-from dashboard.selection_view import degree_view
-from dashboard.state import chart, current_degree, current_view, max_degree, set_degree
+from dashboard.report import knee_figure
+from dashboard.selection_view import (
+    CURVE_LABELS,
+    MAX_DEGREE,
+    MIN_DEGREE,
+    QUALITY_LABELS,
+    curve_points,
+    has_task_curve,
+    knee_by_degree,
+)
+from dashboard.state import (
+    chart,
+    current_degree,
+    current_knee_curve,
+    current_view,
+    max_degree,
+    selection_or_stop,
+    set_degree,
+    set_knee_curve,
+)
+
+
+def caption(knee_curve: str, quality_name: str, n_seeds: int, points: int) -> str:
+    """What the curve is and how the knee becomes a selection, in one paragraph."""
+    if knee_curve == "performance":
+        what = (
+            f"The curve is the masked validation accuracy of CAHP's selection at k clusters, "
+            f"before fine-tuning, measured by the run at {points} values of k."
+        )
+    else:
+        what = (
+            "The curve is the clustering quality of the heads — "
+            f"{QUALITY_LABELS.get(quality_name, quality_name)} — against the number of "
+            "clusters k: what the paper calls its "
+            "marginal-performance curve. It rises with k because more medoids bring every head "
+            "closer to its own medoid; the knee is where more clusters stop paying off."
+        )
+    return (
+        f"{what} kneed fits a polynomial of the chosen degree and finds the knee of the fit; the "
+        "most salient head of each cluster is kept (plus the most salient head of any layer "
+        f"left empty). Each of the run's {n_seeds} clustering seeds gives a knee and a selection; "
+        "the one shown and exported is the consensus seed's (closest to all the others). Every "
+        "other page and the Export follow the curve and degree chosen here."
+    )
+
 
 st.title("Knee: how many heads to keep")
 view = current_view()
 if view is not None:
-    st.caption(
-        "Cluster quality (mean simplified silhouette) for every number of clusters k, fitted "
-        "with a polynomial of the chosen degree. Its knee sets k; the most salient head of each "
-        "cluster is kept, plus the most salient head of any layer left empty. Moving the slider "
-        "re-uses every cached stage: nothing is recomputed, and every other page follows the "
-        "degree chosen here."
+    measured = has_task_curve(view)
+    knee_curve = st.segmented_control(
+        "Knee of",
+        list(CURVE_LABELS),
+        format_func=CURVE_LABELS.get,
+        default=current_knee_curve(view),
+        required=True,
+        disabled=not measured,
+        key=f"knee_curve_control::{view.path}",
+        help="Quality: the clustering-quality curve (the paper). Performance: the run's "
+        "measured masked accuracy at each k.",
     )
+    set_knee_curve(view, knee_curve)
+    top = max_degree(view, knee_curve)
     degree = st.slider(
         "Polynomial degree",
-        min_value=1,
-        max_value=max_degree(view),
-        value=min(current_degree(view), max_degree(view)),
-        key=f"degree_slider::{view.path}",
+        min_value=MIN_DEGREE,
+        max_value=top,
+        value=current_degree(view, knee_curve),
+        key=f"degree_slider::{view.path}::{top}",
+        help="Degree 1 is a straight line, which has no knee.",
     )
     set_degree(view, degree)
-    chosen = degree_view(view, degree)
-    n_layers, n_heads = chosen.keep.shape
+    if not measured:
+        st.caption(
+            "The performance knee needs the run's measured accuracy curve (task_curve.json, "
+            "at least 3 values of k), which this run does not have; finish its task_curve "
+            "stage with `cahp run`."
+        )
+    chosen = selection_or_stop(view, degree, knee_curve)
+    points = curve_points(view, knee_curve)
+    st.caption(caption(knee_curve, chosen.quality_name, chosen.n_seeds, points))
+
     cols = st.columns(4)
-    cols[0].metric("Knee (clusters)", chosen.knee.knee)
-    cols[1].metric("Heads kept", f"{chosen.heads_kept} / {chosen.keep.size}")
+    cols[0].metric(
+        "Knee (clusters)",
+        chosen.knee.knee,
+        chosen.seed_range("knee"),
+        delta_color="off",
+        delta_arrow="off",
+        help=f"Knee of the consensus seed ({chosen.consensus_seed}); below, the knees of "
+        "all the seeds.",
+    )
+    cols[1].metric(
+        "Heads kept",
+        f"{chosen.heads_kept} / {chosen.keep.size}",
+        chosen.seed_range("heads"),
+        delta_color="off",
+        delta_arrow="off",
+        help="Heads the consensus seed keeps (exported); below, the range over all the seeds.",
+    )
     cols[2].metric("Compression", f"{1 - chosen.heads_kept / chosen.keep.size:.0%}")
     expected = chosen.expected_accuracy
     full = (view.summary or {}).get("accuracy_full")
@@ -44,19 +119,46 @@ if view is not None:
     )
     if chosen.knee.fallback:
         st.warning(
-            f"Fallback knee for degree {degree}: {chosen.knee.reason}. The point of the fitted "
-            "curve farthest from its chord is used instead."
+            f"Fallback knee: {chosen.knee.reason}. The knee-vs-degree chart shows the degrees "
+            "where kneed finds one (filled markers)."
         )
-    else:
+    rows, refused = knee_by_degree(view, knee_curve)
+    if refused and min(MAX_DEGREE, points - 1) > top:
         st.caption(
-            f"Degree {degree}: kneed found the knee of the fitted curve at k={chosen.knee.knee}."
+            f"Degrees {top + 1}–{min(MAX_DEGREE, points - 1)} are not offered: the engine "
+            f"refuses them for this run ({refused})."
         )
+
     left, right = st.columns([3, 2])
-    chart(figures.knee_figure(chosen.knee), left)
+    left.subheader("Curve, fit and knee")
+    chart(knee_figure(chosen), left)
+    right.subheader("Knee vs degree")
+    chart(figures.knee_degree_figure(rows, degree), right)
+    right.caption(
+        "Consensus knee and heads kept at every degree; bars span the seeds' min to max. "
+        "Short bars and a flat line: a choice that does not hinge on the degree or the seed."
+    )
+
+    left, right = st.columns([3, 2])
+    left.subheader("Task curve")
     if view.task_curve:
-        chart(figures.task_curve_figure(view.task_curve, chosen.heads_kept), right)
+        chart(figures.task_curve_figure(view.task_curve, chosen.heads_kept), left)
     else:
-        right.info("This run has no task curve (task_curve.json): no expected accuracy.")
+        left.info("This run has no task curve (task_curve.json): no expected accuracy.")
+    right.subheader("Seeds")
+    seeds = pd.DataFrame(
+        {
+            "seed": list(chosen.knee_by_seed),
+            "knee k": list(chosen.knee_by_seed.values()),
+            "heads kept": [chosen.heads_by_seed[s] for s in chosen.knee_by_seed],
+            "exported": [
+                "consensus" if s == chosen.consensus_seed else "" for s in chosen.knee_by_seed
+            ],
+        }
+    )
+    right.dataframe(seeds, hide_index=True, width="stretch")
+
+    n_layers, n_heads = chosen.keep.shape
     st.subheader(f"Kept heads by layer: {list(map(int, chosen.keep.sum(axis=1)))}")
     chart(figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised))
     layers, heads = chosen.keep.nonzero()

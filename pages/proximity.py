@@ -7,15 +7,14 @@ import streamlit as st
 from cahp_core.proximity import compare_depths
 from dashboard import figures
 from dashboard.report import quality_summary
-from dashboard.selection_view import degree_view, method_maps, nearest_curve_point
-from dashboard.state import ROOT, chart, current_degree, current_view
+from dashboard.selection_view import CURVE_NAMES, method_maps, nearest_curve_point
+from dashboard.state import ROOT, chart, current_selection, current_view
 from dashboard.theme import DEPTH_LABELS, METHOD_LABELS
 
 st.title("Proximity bias")
 view = current_view()
 if view is not None:
-    degree = current_degree(view)
-    chosen = degree_view(view, degree)
+    degree, knee_curve, chosen = current_selection(view)
     seed_column, raw_column = st.columns([1, 3])
     seed = seed_column.number_input("Random baseline seed", min_value=0, value=0, step=1)
     raw_gradient = raw_column.toggle(
@@ -26,7 +25,8 @@ if view is not None:
     )
     maps = method_maps(view, chosen.keep, int(seed), raw_gradient=raw_gradient)
     st.caption(
-        f"Budget: {chosen.heads_kept} heads, CAHP's count at degree {degree}. Gradient keeps the "
+        f"Budget: {chosen.heads_kept} heads, CAHP's count at degree {degree} "
+        f"({CURVE_NAMES[knee_curve]}). Gradient keeps the "
         "globally most important heads (Michel et al., 2019, per-layer normalised); random keeps "
         "as many at random. Gradient methods tend to keep heads near the output; CAHP keeps "
         "intermediate-layer heads (the paper's claim — check it here)."

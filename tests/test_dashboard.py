@@ -80,38 +80,168 @@ def test_app_navigation_loads_the_default_page(env):
     assert at.sidebar.selectbox[0].options  # the run picker lists the tiny run
 
 
+def _kept_map(at: AppTest, shape: tuple[int, int]) -> np.ndarray:
+    """The Knee page's kept-head table (its last dataframe) as a bool [L, H] map."""
+    table = at.dataframe[-1].value
+    keep = np.zeros(shape, dtype=bool)
+    keep[table["layer"].to_numpy(), table["head"].to_numpy()] = True
+    return keep
+
+
+def _shows_selector(at: AppTest, selector) -> None:
+    assert _metric(at, "Knee (clusters)") == str(selector.knee_)
+    assert _metric(at, "Heads kept") == f"{selector.n_heads_kept_} / {selector.support_.size}"
+    assert (_kept_map(at, selector.support_.shape) == selector.support_).all()
+
+
 def test_knee_page_degree_slider_recomputes(env, tiny_view):
+    from dashboard.selection_view import knee_by_degree
+
     at = page("knee.py")
     assert not at.exception
-    for degree in (1, 2, 3, 4):
+    slider = at.slider[0]
+    assert slider.min == 2  # degree 1 is a straight line: no knee
+    rows, _ = knee_by_degree(tiny_view, "quality")
+    assert slider.max == rows[-1]["degree"] >= 3
+    for degree in range(int(slider.min), int(slider.max) + 1):
         at.slider[0].set_value(degree).run()
         assert not at.exception
-        expected = tiny_view.selector(degree)
-        assert _metric(at, "Knee (clusters)") == str(expected.knee_)
-        assert _metric(at, "Heads kept") == f"{expected.n_heads_kept_} / {expected.support_.size}"
-        assert len(at.dataframe[0].value) == expected.n_heads_kept_  # the kept-head table
-    assert len(at.dataframe) == 1
+        _shows_selector(at, tiny_view.selector(degree, "quality"))
+    heads = next(m for m in at.metric if m.label == "Heads kept")
+    assert "seeds" in heads.proto.delta  # the spread across the clustering seeds
+    charts = [pio.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    knee_chart = charts[0]
+    assert any("each of 5 seeds" in str(d.name) for d in knee_chart.data)
+    assert any(d.name == "heads kept" for d in charts[1].data)  # knee vs degree
+
+
+def test_the_knee_curve_switch_changes_the_page_and_the_export_follows(env, tiny_view):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    control = at.segmented_control[0]
+    assert control.value == "quality" and not control.disabled
+    control.set_value("performance").run()
+    assert not at.exception
+    degree = int(at.slider[0].value)
+    selector = tiny_view.selector(degree, "performance")
+    _shows_selector(at, selector)
+    assert selector.n_heads_kept_ != tiny_view.selector(degree, "quality").n_heads_kept_
+    if selector.knee_result_.fallback:  # one warning with the reason, not repeated
+        assert [w.value for w in at.warning] == [
+            f"Fallback knee: {selector.knee_result_.reason}. The knee-vs-degree chart shows "
+            "the degrees where kneed finds one (filled markers)."
+        ]
+    at.switch_page(str(PAGES / "export.py")).run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert f"Degree **{degree}** on the **performance knee**" in text
+    assert f"**{selector.n_heads_kept_}** of 12 heads kept" in text
+    assert any("-performance-degree" in c.value for c in at.caption)  # the output folder
+    at.switch_page(str(PAGES / "knee.py")).run()  # the choice survives a page change
+    assert at.segmented_control[0].value == "performance"
 
 
 def test_the_knee_degree_follows_the_session_to_other_pages(env, tiny_view):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     at.slider[0].set_value(2).run()
     kept = tiny_view.selector(2).n_heads_kept_
-    for path, text in [("pages/clusters.py", "Degree 2"), ("pages/export.py", "Degree **2**")]:
+    for path, text in [
+        ("pages/clusters.py", "Degree 2, quality knee"),
+        ("pages/head_graph.py", "Degree 2, quality knee"),
+        ("pages/proximity.py", "degree 2 (quality knee)"),
+        ("pages/export.py", "Degree **2** on the **quality knee**"),
+    ]:
         at.switch_page(str(ROOT / path)).run()
         assert not at.exception
         shown = [c.value for c in at.caption] + [m.value for m in at.markdown]
         assert any(text in s and str(kept) in s for s in shown), shown
 
 
-def test_sessions_do_not_share_the_degree(env, tiny_view):
+def test_sessions_do_not_share_the_degree_or_the_knee_curve(env, tiny_view):
     first, second = page("knee.py"), page("knee.py")
-    first.slider[0].set_value(1).run()
-    second.slider[0].set_value(4).run()
+    first.slider[0].set_value(2).run()
+    second.segmented_control[0].set_value("performance").run()
+    second.slider[0].set_value(3).run()
     first.run()
-    assert first.slider[0].value == 1 and second.slider[0].value == 4
-    for at, degree in ((first, 1), (second, 4)):
-        assert _metric(at, "Knee (clusters)") == str(tiny_view.selector(degree).knee_)
+    assert first.slider[0].value == 2 and second.slider[0].value == 3
+    assert first.segmented_control[0].value == "quality"
+    for at, degree, curve in ((first, 2, "quality"), (second, 3, "performance")):
+        _shows_selector(at, tiny_view.selector(degree, curve))
+
+
+def test_page_cahp_export_and_cahp_run_agree(env, tiny_view):
+    """Every degree and both knee curves: the dashboard's selection is the selector's, the
+    one `cahp export --degree D --knee-curve C` announces, and at the run's own degree the
+    one `cahp run` wrote to selection.json."""
+    from cahp_core.pipeline import export_with_degree, fit_selector
+    from dashboard.selection_view import degree_view
+    from dashboard.state import max_degree
+
+    class Stop(Exception):
+        pass
+
+    def announced(degree: int, curve: str) -> dict:
+        records = []
+
+        def stop(record: dict) -> None:
+            records.append(record)
+            raise Stop  # the record is all we need: no fine-tune
+
+        with pytest.raises(Stop):
+            export_with_degree(tiny_view.path, degree, "unused", knee_curve=curve, announce=stop)
+        return records[0]
+
+    checked = 0
+    for curve in ("quality", "performance"):
+        for degree in range(2, max_degree(tiny_view, curve) + 1):
+            chosen = degree_view(tiny_view, degree, curve)
+            selector = tiny_view.selector(degree, curve)
+            direct = fit_selector(
+                tiny_view.config,
+                tiny_view.clusterings,
+                tiny_view.salience,
+                degree,
+                knee_curve=curve,
+                task_curve=tiny_view.task_curve,
+            )
+            record = announced(degree, curve)
+            for keep in (selector.support_, direct.support_, np.asarray(record["kept"], bool)):
+                assert (chosen.keep == keep).all(), (curve, degree)
+            assert chosen.knee.knee == selector.knee_ == direct.knee_ == record["knee"]
+            assert chosen.consensus_seed == record["consensus_seed"]
+            assert chosen.heads_by_seed == {int(s): n for s, n in record["heads_by_seed"].items()}
+            assert record["knee_curve"] == curve and record["degree"] == degree
+            checked += 1
+    assert checked >= 4
+    written = tiny_view.selection  # what `cahp run` wrote, at the run's configured degree
+    chosen = degree_view(tiny_view, written["degree"], written["knee_curve"])
+    assert (chosen.keep == np.asarray(written["kept"], dtype=bool)).all()
+    assert (
+        chosen.knee.knee == written["knee"] and chosen.consensus_seed == written["consensus_seed"]
+    )
+    assert chosen.labels.tolist() == written["labels"]
+
+
+def test_a_run_without_a_task_curve_has_no_performance_knee(env, tmp_path, monkeypatch, tiny_view):
+    import shutil
+
+    from cahp_core.results import RunView
+    from dashboard.state import max_degree
+
+    run = tmp_path / "no-curve"
+    shutil.copytree(tiny_view.path, run, ignore=shutil.ignore_patterns("model", "pruned"))
+    (run / "task_curve.json").unlink()
+    monkeypatch.setenv("CAHP_DEFAULT_RUN", str(run))
+    monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path / "none"))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state[f"knee_curve::{run}"] = "performance"  # e.g. left from another run
+    at.run()
+    assert not at.exception and not at.error
+    assert at.segmented_control[0].disabled and at.segmented_control[0].value == "quality"
+    assert any("performance knee needs" in c.value for c in at.caption)
+    assert _metric(at, "Expected accuracy") == "n/a"
+    assert at.slider[0].min == 2 and at.slider[0].max == max_degree(RunView(run), "quality")
+    at.switch_page(str(PAGES / "export.py")).run()
+    assert not at.exception and any("**quality knee**" in m.value for m in at.markdown)
 
 
 # ---------------------------------------------------------------- the view pages
@@ -185,6 +315,23 @@ def test_a_broken_run_folder_is_an_error_message(tmp_path, monkeypatch):
     assert any("not a finished CAHP run" in e.value for e in at.error)
 
 
+def test_a_run_from_an_earlier_version_says_recluster(env, tmp_path, monkeypatch, tiny_view):
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(tiny_view.path, run, ignore=shutil.ignore_patterns("model", "pruned"))
+    manifest = json.loads((run / "manifest.json").read_text())
+    for name in ("quality", "n_seeds"):  # a manifest written before the seed sweep
+        manifest["config"].pop(name)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("CAHP_DEFAULT_RUN", str(run))
+    monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path / "none"))
+    for name in ("knee.py", "export.py", "clusters.py"):
+        at = page(name)
+        assert not at.exception
+        assert any("cahp recluster" in e.value for e in at.error), [e.value for e in at.error]
+
+
 # ---------------------------------------------------------------- run page
 
 
@@ -256,16 +403,23 @@ def test_open_and_delete_act_on_the_picked_run(env, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- export page
 
 
-def test_export_page_exports_the_tiny_run(env):
-    at = page("export.py")
+def test_export_page_exports_the_tiny_run(env, tiny_view):
+    """The Knee page's curve and degree (here the performance knee at degree 2) are exported."""
+    at = AppTest.from_file(str(PAGES / "export.py"), default_timeout=TIMEOUT)
+    at.session_state[f"knee_curve::{tiny_view.path}"] = "performance"
+    at.session_state[f"degree::{tiny_view.path}"] = 2
+    at.run()
     assert not at.exception
     _button(at, "export").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    exports = list((env / "exports").glob("*/kept_heads.json"))
-    assert exports, "the export folder has no kept_heads.json"
+    folder = env / "exports" / "tiny-run-performance-degree2"
+    kept = json.loads((folder / "kept_heads.json").read_text())
+    expected = tiny_view.selector(2, "performance").support_
+    assert kept["kept"] == [np.flatnonzero(layer).tolist() for layer in expected]
+    assert kept["cahp"]["knee_curve"] == "performance" and kept["cahp"]["degree"] == 2
     assert not (env / "embedded-example").exists()  # a run of the runs folder: no copy
-    assert (exports[0].parent / "model.onnx").is_file()
+    assert (folder / "model.onnx").is_file()
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Model folder (.zip)" in labels and "One-file HTML report" in labels
 
@@ -329,8 +483,39 @@ def test_knee_and_task_curve_figures():
     x = np.arange(2, 30)
     knee = find_knee(x, np.log(x), degree=3)
     fig = figures.knee_figure(knee)
-    assert [d.name for d in fig.data] == ["cluster quality", "polynomial, degree 3"]
+    assert [d.name for d in fig.data] == [
+        "cluster quality",
+        "polynomial fit, degree 3",
+        f"knee k={knee.knee}",
+    ]
+    line = fig.data[1]  # kneed's fitted values, drawn smooth between the grid points
+    assert len(line.x) == 200 and (line.x[0], line.x[-1]) == (x[0], x[-1])
+    span = np.ptp(knee.y_fit)
+    assert np.allclose(np.interp(knee.x, line.x, line.y), knee.y_fit, atol=1e-3 * span)
     assert fig.layout.shapes[0].x0 == knee.knee
+    seeds = {42: knee.knee, 43: knee.knee + 2, 44: knee.knee}
+    fig = figures.knee_figure(knee, seeds, y_title="masked accuracy", points_name="measured")
+    band, marks = fig.data[0], fig.data[1]
+    assert band.fill == "toself" and (min(band.x), max(band.x)) == (knee.knee, knee.knee + 2)
+    assert band.legendgroup == marks.legendgroup and band.showlegend is False
+    assert marks.name == f"knee of each of 3 seeds (k {knee.knee}–{knee.knee + 2})"
+    assert list(marks.x) == [knee.knee, knee.knee + 2] and marks.hovertext[0].endswith("42, 44")
+    assert fig.layout.yaxis.title.text == "masked accuracy" and fig.data[2].name == "measured"
+    agree = figures.knee_figure(knee, {42: knee.knee, 43: knee.knee})
+    assert agree.data[0].name == f"knee of each of 2 seeds (all 2 agree, k={knee.knee})"
+    rows = [
+        {"degree": d, "knee": 5, "knee_min": 4, "knee_max": 7, "heads": 9}
+        | {"heads_min": 8, "heads_max": 9, "fallback": d == 3}
+        for d in (2, 3, 4)
+    ]
+    stability = figures.knee_degree_figure(rows, degree=3)
+    knees, heads, legend = stability.data
+    assert list(knees.customdata) == [2, 3, 4] and list(knees.error_y.array) == [2, 2, 2]
+    assert list(knees.x) < list(heads.x)  # side by side where heads kept equals k
+    assert list(heads.error_y.arrayminus) == [1, 1, 1]
+    assert list(knees.marker.symbol) == ["circle", "circle-open", "circle"]
+    assert legend.name.startswith("open marker")
+    assert (stability.layout.shapes[0].x0, stability.layout.shapes[0].x1) == (2.6, 3.4)
     records = [
         {"heads_kept": n, "accuracy": a, "method": m}
         for m, a in (("cahp", 0.5), ("gradient", 0.4))
@@ -365,11 +550,17 @@ def test_graph_html_is_offline_and_filters(tiny_view):
 def test_selection_view_matches_the_selector(tiny_view):
     from dashboard.selection_view import degree_view, expected_accuracy, method_maps
 
-    for degree in (1, 2, 3):
+    for degree in (2, 3):
         chosen = degree_view(tiny_view, degree)
         selector = tiny_view.selector(degree)
-        assert chosen.knee.knee == selector.knee_
+        assert chosen.knee.knee == selector.knee_ and chosen.knee_curve == "quality"
         assert (chosen.keep == selector.support_).all()
+        assert chosen.knee_by_seed == selector.knee_by_seed_
+        assert chosen.consensus_seed == selector.consensus_seed_
+    with pytest.raises(CAHPError, match="no knee"):
+        degree_view(tiny_view, 1)
+    with pytest.raises(CAHPError, match="unknown knee curve"):
+        degree_view(tiny_view, 2, "elbow")
     maps = method_maps(tiny_view, chosen.keep, seed=3)
     assert {int(m.sum()) for m in maps.values()} == {chosen.heads_kept}
     points = sorted(
@@ -382,10 +573,11 @@ def test_report_is_one_offline_file(tiny_view):
     from dashboard.report import figures_zip, report_html, run_figures
     from dashboard.selection_view import degree_view
 
-    chosen = degree_view(tiny_view, 2)
+    chosen = degree_view(tiny_view, 2, "performance")
     html = report_html(tiny_view, chosen)
     assert not REMOTE.search(html)  # plotly.js inlined, nothing fetched
     assert "kept heads" in html and f"{chosen.heads_kept} of {chosen.keep.size}" in html
+    assert "<th>knee curve</th><td>performance knee</td>" in html
     figs = run_figures(tiny_view, chosen)
     archive = zipfile.ZipFile(io.BytesIO(figures_zip(figs, png=False)))
     names = set(archive.namelist())
@@ -490,7 +682,7 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, 
     before = _weights_hash(cached.model)
 
     sessions = [page("knee.py") for _ in range(5)]
-    degrees = [1, 2, 3, 4, 2]
+    degrees = [2, 3, 2, 3, 2]
     for at, degree in zip(sessions, degrees, strict=True):
         at.slider[0].set_value(degree).run()
     exporter = page("export.py")  # a sixth view: export with the shared cached model

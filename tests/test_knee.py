@@ -140,3 +140,11 @@ def test_to_dict_is_json_safe():
 def test_a_straight_fit_has_no_knee():
     result = find_knee(X, 0.01 * X, degree=3)
     assert result.fallback and result.reason.startswith("no knee at degree 3")
+
+
+def test_the_concave_fallback_ignores_dips_below_the_chord():
+    x = np.arange(0.0, 7.0)
+    y = np.array([0.0, 0.6, 0.8, -0.5, 0.9, 0.95, 1.0])  # a deep dip at x=3, a bulge at x=1..2
+    assert chord_knee(x, y) == 3  # farthest in absolute terms: the dip
+    assert chord_knee(x, y, above=True) == 2  # the concave knee's side: the bulge
+    assert chord_knee(x, np.abs(x - 3), above=True) == 3  # nothing above: back to |distance|
