@@ -107,15 +107,28 @@ def prepare(task: str, smoke: bool):
     return ctx, salience, distances
 
 
-def seed_selector(ctx, salience, distances, seed: int):
-    """CAHP's selector with this seed's t-SNE / k-medoids clustering (cached stages reused)."""
-    config = ctx.config
-    clustering = cluster_heads(
-        distances.distance, method=config.clustering, perplexity=config.perplexity, seed=seed
+def seed_clustering(config, distances, seed: int):
+    """This seed's clustering as the paper clusters: t-SNE (PCA start) of the JM feature
+    matrix, FasterPAM for every k, the run's quality curve (the authors' MSS by default)."""
+    return cluster_heads(
+        distances.distance,
+        method=config.clustering,
+        perplexity=config.perplexity,
+        seed=seed,
+        n_neighbors=config.graph_neighbors,
+        quality=config.quality,
+        features=distances.features if config.distance == "jm" else None,
     )
+
+
+def seed_selector(ctx, salience, distances, seed: int):
+    """CAHP's selector fitted on this one seed's clustering (cached stages reused)."""
+    config = ctx.config
     n_layers, n_heads = salience.raw.shape
-    selector = make_selector(config).set_params(seed=seed)
-    return selector.fit_from_clustering(clustering, salience.normalised, n_layers, n_heads)
+    selector = make_selector(config).set_params(seed=seed, n_seeds=1)
+    return selector.fit_from_clustering(
+        [seed_clustering(config, distances, seed)], salience.normalised, n_layers, n_heads
+    )
 
 
 def seed_maps(task, seed, selector, salience, budgets) -> list[tuple[dict, np.ndarray]]:

@@ -60,6 +60,53 @@ def test_quality_smoke(shared_data):
     assert all(0 <= p["mean_depth"] <= 1 for p in proximity)
 
 
+KNEE_FIELDS = {
+    "task",
+    "knee_curve",
+    "quality",
+    "method",
+    "seed",
+    "degree",
+    "knee_k",
+    "heads_kept",
+    "fallback",
+    "reason",
+}
+
+
+def test_knee_smoke(shared_data):
+    _smoke("knee.py", timeout=900)
+    records = json.loads((RESULTS / "knee.smoke.json").read_text())
+    assert all(set(r) >= KNEE_FIELDS for r in records)
+    assert {r["task"] for r in records} == {"sst5", "mnli"}
+    assert {(r["knee_curve"], r["method"], r["quality"]) for r in records} == {
+        ("quality", "paper", "mss"),
+        ("quality", "previous", "simplified-silhouette"),
+        ("performance", "paper", "mss"),
+    }
+    assert {r["degree"] for r in records} == {1, 2, 3, 4}
+    for r in records:
+        if r["degree"] == 1:  # the engine refuses a straight line
+            assert r["knee_k"] is None and r["heads_kept"] is None
+            assert r["reason"] == "refused: a degree-1 fit is a straight line"
+        else:
+            assert 2 <= r["knee_k"] <= 71 and 6 <= r["heads_kept"] <= 72  # >= 1 head per layer
+            assert isinstance(r["fallback"], bool) and r["reason"]
+    groups = {(r["task"], r["knee_curve"], r["quality"], r["degree"]) for r in records}
+    for group in groups:
+        rows = [
+            r for r in records if (r["task"], r["knee_curve"], r["quality"], r["degree"]) == group
+        ]
+        assert sorted(r["seed"] for r in rows if r["seed"] != "consensus") == [0, 1]
+        consensus = [r for r in rows if r["seed"] == "consensus"]
+        assert len(consensus) == 1  # the consensus record of every group
+        if group[3] > 1:  # the consensus is one of the seeds' selections
+            chosen = next(r for r in rows if r["seed"] == consensus[0]["consensus_seed"])
+            assert chosen["heads_kept"] == consensus[0]["heads_kept"]
+    meta = json.loads((RESULTS / "knee_meta.smoke.json").read_text())
+    assert meta["seeds"] == [0, 1] and set(meta["tasks"]) == {"sst5", "mnli"}
+
+
 def test_results_doc_matches_the_results_files():
     """docs/results.md is what benchmarks/report.py makes of benchmarks/results/*.json."""
     done = subprocess.run(
