@@ -28,6 +28,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.manifold import TSNE
 
+from .config import earlier_version_error
 from .errors import CAHPError
 from .graph import build_head_graph, canonical_labels, louvain_labels
 
@@ -500,11 +501,7 @@ def clusterings_from_arrays(
     """Inverse of ``clusterings_to_arrays``; a CAHPError for the single-seed format of
     earlier versions (its curve is the old simplified silhouette) that says how to re-cluster."""
     if "format" not in arrays or int(_scalar(arrays["format"])) != CLUSTERING_FORMAT:
-        run = where or "RUN"
-        raise CAHPError(
-            f"{run} was clustered by an earlier CAHP Studio (one t-SNE seed, the old quality "
-            f"curve); re-cluster it with `cahp recluster {run}` (keeps its fine-tuned model)"
-        )
+        raise earlier_version_error(where or "RUN")
     results = []
     for i in range(len(arrays["seeds"])):
         prefix = f"s{i}_"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from .errors import CAHPError
+from .errors import CAHPError, RunFolderError
 from .knee import check_degree
 
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
@@ -114,6 +114,21 @@ EXPORT_ONLY_FIELDS = (
 )
 # Settings added with the seed sweep: a manifest without them predates it (re-cluster it).
 SEED_SWEEP_FIELDS = ("quality", "n_seeds")
+
+
+def earlier_version_error(run: str) -> RunFolderError:
+    """The one message for a run clustered before the seed sweep and the authors' curve."""
+    return RunFolderError(
+        f"{run} was clustered by an earlier CAHP Studio (one t-SNE seed, the old quality "
+        f"curve); re-cluster it with `cahp recluster {run}` (keeps its fine-tuned model)"
+    )
+
+
+def check_seed_sweep(config: dict, run: str) -> None:
+    """``earlier_version_error`` for a run whose configuration predates the seed sweep."""
+    if any(name not in config for name in SEED_SWEEP_FIELDS):
+        raise earlier_version_error(run)
+
 
 PRESETS: dict[str, dict] = {
     # about 10 minutes for minilm-l6 on SST-5 with 2 CPU cores

@@ -35,7 +35,8 @@ from .clustering import (
     clusterings_from_arrays,
     clusterings_to_arrays,
 )
-from .config import EXPORT_ONLY_FIELDS, SEED_SWEEP_FIELDS, RunConfig
+from .config import EXPORT_ONLY_FIELDS, RunConfig
+from .config import check_seed_sweep as check_seed_sweep_config
 from .data import TaskData, load_task, subset, tokenize_records
 from .distances import HeadDistances, head_distances
 from .errors import CAHPError
@@ -585,12 +586,7 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
 
 def check_seed_sweep(run: RunFolder) -> None:
     """A CAHPError naming `cahp recluster` for a run made before the seed sweep and MSS."""
-    if any(name not in run.config for name in SEED_SWEEP_FIELDS):
-        raise CAHPError(
-            f"{run.root} was clustered by an earlier CAHP Studio (one t-SNE seed, the old "
-            f"quality curve); re-cluster it with `cahp recluster {run.root}` (keeps its "
-            "fine-tuned model)"
-        )
+    check_seed_sweep_config(run.config, str(run.root))
 
 
 def open_context(

@@ -16,7 +16,7 @@ import numpy as np
 
 from .atomic import load_npz, load_safetensors_numpy, write_json_atomic, write_npz_atomic
 from .clustering import ClusteringResult, clusterings_from_arrays
-from .config import SEED_SWEEP_FIELDS, RunConfig
+from .config import RunConfig, check_seed_sweep
 from .errors import RunFolderError
 from .salience import Salience
 from .selection import CAHPSelector
@@ -82,14 +82,8 @@ class RunView:
     def clusterings(self) -> list[ClusteringResult]:
         """One clustering per seed; a RunFolderError naming `cahp recluster` for a run
         clustered by an earlier version."""
-        arrays = load_npz(self.path / "clustering.npz")
-        if "format" not in arrays or any(f not in self.config_dict for f in SEED_SWEEP_FIELDS):
-            raise RunFolderError(
-                f"{self.path} was clustered by an earlier CAHP Studio (one t-SNE seed, the old "
-                f"quality curve); re-cluster it with `cahp recluster {self.path}` (keeps its "
-                "fine-tuned model)"
-            )
-        return clusterings_from_arrays(arrays, where=str(self.path))
+        check_seed_sweep(self.config_dict, str(self.path))
+        return clusterings_from_arrays(load_npz(self.path / "clustering.npz"), str(self.path))
 
     @property
     def clustering(self) -> ClusteringResult:
