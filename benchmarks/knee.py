@@ -49,7 +49,7 @@ from cahp_core.atomic import load_npz, write_npz_atomic
 from cahp_core.clustering import ClusteringResult, cluster_heads
 from cahp_core.errors import CAHPError
 from cahp_core.knee import find_knee
-from cahp_core.pipeline import curve_grid, make_selector
+from cahp_core.pipeline import clustering_options, curve_grid, make_selector
 from cahp_core.selection import complementary_selection, consensus_index, performance_points
 from cahp_core.training import evaluate
 
@@ -104,17 +104,16 @@ def clusterings(task, method, config, distances, seeds, smoke, clock) -> list[Cl
             out.append(ClusteringResult.from_arrays(load_npz(path)))
             continue
         start = time.perf_counter()
+        paper = clustering_options(config, distances)
         result = cluster_heads(
             distances.distance,
-            method=config.clustering,
-            perplexity=config.perplexity,
             seed=seed,
-            n_neighbors=config.graph_neighbors,
-            quality=options["quality"],
-            features=distances.features
-            if options["features"] and config.distance == "jm"
-            else None,
-            tsne_init=options["tsne_init"],
+            **{
+                **paper,
+                "quality": options["quality"],
+                "features": paper["features"] if options["features"] else None,
+                "tsne_init": options["tsne_init"],
+            },
         )
         folder.mkdir(parents=True, exist_ok=True)
         write_npz_atomic(path, **result.to_arrays())

@@ -30,6 +30,7 @@ from cahp_core.clustering import cluster_heads
 from cahp_core.config import RunConfig
 from cahp_core.data import subset, tokenize_records
 from cahp_core.pipeline import (
+    clustering_options,
     distances_stage,
     ensure_finetuned,
     make_selector,
@@ -110,15 +111,7 @@ def prepare(task: str, smoke: bool):
 def seed_clustering(config, distances, seed: int):
     """This seed's clustering as the paper clusters: t-SNE (PCA start) of the JM feature
     matrix, FasterPAM for every k, the run's quality curve (the authors' MSS by default)."""
-    return cluster_heads(
-        distances.distance,
-        method=config.clustering,
-        perplexity=config.perplexity,
-        seed=seed,
-        n_neighbors=config.graph_neighbors,
-        quality=config.quality,
-        features=distances.features if config.distance == "jm" else None,
-    )
+    return cluster_heads(distances.distance, seed=seed, **clustering_options(config, distances))
 
 
 def seed_selector(ctx, salience, distances, seed: int):

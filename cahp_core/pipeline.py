@@ -286,6 +286,18 @@ def load_clusterings(run: RunFolder) -> list[ClusteringResult]:
     return clusterings_from_arrays(load_npz(run.path(CLUSTERING_FILE)), where=str(run.root))
 
 
+def clustering_options(config: RunConfig, distances: HeadDistances) -> dict:
+    """``cluster_heads`` keyword arguments for a run's settings (all but the seed): the
+    paper's t-SNE runs on the JM features."""
+    return {
+        "method": config.clustering,
+        "perplexity": config.perplexity,
+        "n_neighbors": config.graph_neighbors,
+        "quality": config.quality,
+        "features": distances.features if config.distance == "jm" else None,
+    }
+
+
 def clustering_stage(ctx: RunContext, distances: HeadDistances) -> list[ClusteringResult]:
     """Stage 4: cluster the heads for every k and every seed (t-SNE + k-medoids, or Louvain)."""
     if ctx.run.is_done("clustering"):
@@ -301,11 +313,7 @@ def clustering_stage(ctx: RunContext, distances: HeadDistances) -> list[Clusteri
             progress=lambda done, total: ctx.progress(
                 "clustering", done / total, f"{done}/{total} seeds clustered"
             ),
-            method=c.clustering,
-            perplexity=c.perplexity,
-            n_neighbors=c.graph_neighbors,
-            quality=c.quality,
-            features=distances.features if c.distance == "jm" else None,
+            **clustering_options(c, distances),
         )
         write_npz_atomic(ctx.run.path(CLUSTERING_FILE), **clusterings_to_arrays(clusterings))
         st.add_artefact(CLUSTERING_FILE)

@@ -14,7 +14,9 @@ import pytest
 from kneed import KneeLocator
 
 from cahp_core.clustering import cluster_heads
+from cahp_core.distances import HeadDistances
 from cahp_core.knee import find_knee
+from cahp_core.pipeline import clustering_options
 from cahp_core.results import RunView
 
 BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default_run"
@@ -26,15 +28,8 @@ def view() -> RunView:
 
 
 def _recluster(view: RunView, seed: int):
-    config = view.config
-    return cluster_heads(
-        view.distance,
-        method=config.clustering,
-        perplexity=config.perplexity,
-        seed=seed,
-        quality=config.quality,
-        features=view.features,
-    )
+    distances = HeadDistances(view.config.distance, view.features, view.distance)
+    return cluster_heads(view.distance, seed=seed, **clustering_options(view.config, distances))
 
 
 def test_the_bundle_records_its_command_and_the_paper_settings(view):
