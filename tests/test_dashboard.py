@@ -693,6 +693,10 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, 
     _text(launcher, "Run name").set_value("launched")
     next(n for n in launcher.number_input if n.label.startswith("Max training")).set_value(64)
     next(n for n in launcher.number_input if n.label.startswith("Max evaluation")).set_value(48)
+    next(n for n in launcher.number_input if n.label == "Clustering seeds").set_value(2)
+    next(s for s in launcher.selectbox if s.label == "Cluster quality curve").set_value(
+        "simplified-silhouette"
+    )
     _launch(launcher)
     assert not launcher.exception and not launcher.error, [e.value for e in launcher.error]
     assert any("started in the background" in s.value for s in launcher.success)
@@ -710,5 +714,7 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, 
     launcher.run()  # the watcher shows the finished run and the table lists it
     assert not launcher.exception
     assert "launched" in list(launcher.dataframe[0].value["name"])
+    launched = json.loads((env / "launched" / "manifest.json").read_text())["config"]
+    assert (launched["n_seeds"], launched["quality"]) == (2, "simplified-silhouette")
     assert cached_model(str(model_dir), num_labels_of(model_dir)) is cached
     assert _weights_hash(cached.model) == before
