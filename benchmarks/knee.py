@@ -48,7 +48,6 @@ from quality import SETTINGS, SMOKE, eval_features, prepare
 from cahp_core.atomic import load_npz, write_npz_atomic
 from cahp_core.clustering import ClusteringResult, cluster_heads
 from cahp_core.errors import CAHPError
-from cahp_core.knee import find_knee
 from cahp_core.pipeline import clustering_options, curve_grid, make_selector
 from cahp_core.selection import complementary_selection, consensus_index, performance_points
 from cahp_core.training import evaluate
@@ -163,11 +162,7 @@ def quality_records(task, method, config, results, salience, degrees) -> list[di
             out += refused(task, "quality", method, seeds, degree, exc)
             continue
         for seed in seeds:
-            result = selector.clusterings_[seeds.index(seed)]
-            knee = selector.knee_by_seed_[seed]
-            # the selector keeps only the consensus seed's KneeResult: the same call per seed
-            found = find_knee(result.ks, result.quality, degree, shape)
-            assert found.knee == knee, (found.knee, knee)
+            found = selector.quality_knee_by_seed_[seed]
             out.append(
                 record(
                     task,
@@ -175,7 +170,7 @@ def quality_records(task, method, config, results, salience, degrees) -> list[di
                     method,
                     seed,
                     degree,
-                    knee,
+                    selector.knee_by_seed_[seed],
                     selector.heads_by_seed_[seed],
                     found.fallback,
                     found.reason,

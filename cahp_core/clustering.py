@@ -28,12 +28,11 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.manifold import TSNE
 
-from .config import earlier_version_error
+from .config import QUALITY_METHODS, earlier_version_error
 from .errors import CAHPError
 from .graph import build_head_graph, canonical_labels, louvain_labels
 
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
-QUALITY_METHODS = ("mss", "simplified-silhouette")
 TSNE_INITS = ("pca", "random")
 CLUSTERING_FORMAT = 2  # clustering.npz: one result per seed (format 1: one seed, old curve)
 

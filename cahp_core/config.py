@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from .errors import CAHPError, RunFolderError
-from .knee import check_degree
+from .knee import KNEE_CURVES, KNEE_SHAPES, check_degree
 
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
 DISTANCE_METHODS = ("jm", "js")
-QUALITY_METHODS = ("mss", "simplified-silhouette")
-KNEE_CURVES = ("quality", "performance")
-KNEE_SHAPES = ("concave", "auto")
+QUALITY_METHODS = ("mss", "simplified-silhouette")  # cluster-quality curves (clustering.py)
 
 
 @dataclass(frozen=True)

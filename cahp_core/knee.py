@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 from .errors import CAHPError
 
 KNEE_SHAPES = ("concave", "auto")
+KNEE_CURVES = ("quality", "performance")  # the curve the knee is found on (see selection.py)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,7 @@ from .clustering import (
     clusterings_from_arrays,
     clusterings_to_arrays,
 )
-from .config import EXPORT_ONLY_FIELDS, RunConfig
-from .config import check_seed_sweep as check_seed_sweep_config
+from .config import EXPORT_ONLY_FIELDS, RunConfig, check_seed_sweep
 from .data import TaskData, load_task, subset, tokenize_records
 from .distances import HeadDistances, head_distances
 from .errors import CAHPError
@@ -592,11 +591,6 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
 # ---------------------------------------------------------------- the whole pipeline
 
 
-def check_seed_sweep(run: RunFolder) -> None:
-    """A CAHPError naming `cahp recluster` for a run made before the seed sweep and MSS."""
-    check_seed_sweep_config(run.config, str(run.root))
-
-
 def open_context(
     run_dir: str | Path,
     config: RunConfig,
@@ -612,7 +606,8 @@ def open_context(
         run.manifest["config"] = {**run.config, **config.to_dict()}
         run.save()
     elif (path / "manifest.json").is_file():
-        check_seed_sweep(RunFolder.open(path))
+        run = RunFolder.open(path)
+        check_seed_sweep(run.config, str(run.root))
     run = RunFolder.create(path, config.to_dict(), ignore=EXPORT_ONLY_FIELDS)
     return RunContext(run, config, progress or _no_progress)
 
@@ -731,7 +726,7 @@ def load_selection_inputs(
             raise CAHPError(
                 f"run {ctx.run.root} has no finished {stage} stage; finish it with `cahp run` first"
             )
-    check_seed_sweep(ctx.run)
+    check_seed_sweep(ctx.run.config, str(ctx.run.root))
     salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
     clusterings = load_clusterings(ctx.run)
     curve_path = ctx.run.path(TASK_CURVE_FILE)

@@ -16,7 +16,7 @@ from .clustering import (
 )
 from .distances import DISTANCE_METHODS, HeadDistances, head_distances
 from .errors import CAHPError
-from .knee import KneeResult, check_degree, check_shape, find_knee
+from .knee import KNEE_CURVES, KneeResult, check_degree, check_shape, find_knee
 from .signatures import HeadSignatures
 
 UPSTREAM_PARAMS = (
@@ -31,7 +31,6 @@ UPSTREAM_PARAMS = (
     "n_neighbors",
 )
 KNEE_PARAMS = ("degree", "knee_curve", "knee_shape")
-KNEE_CURVES = ("quality", "performance")
 
 
 def complementary_selection(
@@ -129,8 +128,8 @@ class CAHPSelector:
     Fitted attributes: ``distances_``, ``clusterings_`` (one per seed), ``seeds_``,
     ``consensus_seed_``, ``clustering_`` (the consensus seed's), ``curve_`` ([K, 2]: k,
     quality of the consensus seed), ``knee_``, ``knee_result_`` (the knee used),
-    ``quality_knee_result_``, ``performance_knee_result_`` (None without a performance
-    curve), ``knee_by_seed_``, ``heads_by_seed_``, ``support_by_seed_`` (bool [S, L, H]),
+    ``quality_knee_result_`` (the consensus seed's), ``quality_knee_by_seed_`` ({seed:
+    KneeResult}), ``performance_knee_result_`` (None without a performance curve), ``knee_by_seed_``, ``heads_by_seed_``, ``support_by_seed_`` (bool [S, L, H]),
     ``knee_spread_``, ``labels_`` (cluster of every head at the knee), ``support_`` (bool
     [layers, heads]), ``kept_per_layer_``, ``n_heads_kept_``, ``salience_``.
     """
@@ -290,6 +289,7 @@ class CAHPSelector:
         quality_knees = [
             find_knee(c.ks, c.quality, self.degree, self.knee_shape) for c in clusterings
         ]
+        self.quality_knee_by_seed_ = dict(zip(self.seeds_, quality_knees, strict=True))
         self.performance_knee_result_: KneeResult | None = None
         if performance is not None and len(performance):
             performance = np.asarray(performance, dtype=float)  # [P, 2]
