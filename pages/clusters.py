@@ -37,7 +37,7 @@ if view is not None:
     degree, knee_curve, chosen = current_selection(view)
     st.caption(
         f"Degree {degree}, {CURVE_NAMES[knee_curve]} (set on the Knee page): knee at "
-        f"{chosen.knee.knee} clusters, {chosen.heads_kept} heads kept (stars), clusters of the "
+        f"{chosen.knee.knee} clusters, {chosen.heads_kept} heads kept (stars; {chosen.seed_range('heads')}), clusters of the "
         f"consensus seed {chosen.consensus_seed}. Colours are clusters, the same on every page."
     )
     chart(figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised))

@@ -33,7 +33,7 @@ if view is not None:
         st.stop()
     st.caption(
         f"Degree {degree}, {CURVE_NAMES[knee_curve]} (change them on the Knee page): "
-        f"{chosen.heads_kept} heads kept. Heads are "
+        f"{chosen.heads_kept} heads kept ({chosen.seed_range('heads')}). Heads are "
         "placed by layer (left to right), coloured by cluster (the same colours on every page), "
         "sized by salience; kept heads are outlined stars. Edges join each head to its nearest "
         "heads by attention-signature distance. Hover a head for details; drag to pan, scroll "

@@ -115,6 +115,12 @@ def task_inputs(task: str) -> dict:
     return chosen
 
 
+def seed_span(summary: dict) -> str | None:
+    """``"13–14"``: the heads kept by the run's clustering seeds (None before the seed sweep)."""
+    heads = (summary.get("knee_spread") or {}).get("heads")
+    return None if heads is None else f"{heads['min']}–{heads['max']}"
+
+
 def cli_args(task: str, form: dict, inputs: dict, root: Path, name: str) -> list[str]:
     """The ``cahp run`` arguments; validates every input first (CAHPError on a problem)."""
     args = [
@@ -211,6 +217,7 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
                 "preset": r["config"].get("preset"),
                 "stages done": len(r["stages_done"]),
                 "heads kept": summary.get("heads_kept"),
+                "heads across seeds": seed_span(summary),
                 "accuracy full": summary.get("accuracy_full"),
                 "accuracy pruned": summary.get("accuracy_pruned"),
                 "created": r["created"],
