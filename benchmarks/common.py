@@ -66,11 +66,13 @@ class RecordCache:
     def __init__(self, path: Path):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.records = (
-            [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if path.is_file()
-            else []
-        )
+        self.records: list[dict] = []
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the file: another process may have finished measurements meanwhile."""
+        lines = self.path.read_text().splitlines() if self.path.is_file() else []
+        self.records = [json.loads(line) for line in lines if line.strip()]
 
     def find(self, **key) -> list[dict]:
         return [r for r in self.records if all(r.get(k) == v for k, v in key.items())]

@@ -1,19 +1,37 @@
-"""Quality and proximity-bias benchmark: CAHP vs gradient vs random at equal head budgets.
+"""Quality and proximity-bias benchmark: CAHP and its variants vs gradient vs random at equal
+head budgets, with and without re-tuning.
 
-Per task, minilm-l6 is fine-tuned once (seed 42) and CAHP's cached stages are computed once.
-Then for each seed (t-SNE / k-medoids seed, random selection, post-pruning fine-tune) and each
-budget (10/20/30/50 % of heads and CAHP's own knee) every method prunes, is fine-tuned once
-with the same settings and is evaluated. Gradient and random keep exactly as many heads as CAHP
-kept at that budget. Proximity statistics also cover gradient importance without per-layer
+Per task and protocol, minilm-l6 is fine-tuned once (seed 42) and CAHP's cached stages are
+computed once. Then for each seed (t-SNE / k-medoids seed, random selection, post-pruning
+fine-tune) and each budget every method prunes. Two measurements per kept map:
+
+- **masked** (the retraining-free view): the full model with the other heads gated off, no
+  re-tune: accuracy, macro-F1 and the KL divergence of its predictions from the full
+  model's (paired, so more sensitive than accuracy);
+- **re-tuned**: physically pruned, fine-tuned once with the protocol's settings, evaluated.
+
+Gradient, random and the CAHP variants keep exactly as many heads as the paper's CAHP kept at
+that budget. Proximity statistics also cover gradient importance without per-layer
 normalisation (``gradient-raw``), which is not fine-tuned.
 
-    python benchmarks/quality.py                  # the published numbers (2 idle cores: SST-5
-                                                  # about 20 min, MNLI about 1 h)
-    python benchmarks/quality.py --tasks mnli     # one task; the other task's records are kept
-    python benchmarks/quality.py --proximity-only # depth statistics only, no pruned fine-tunes
-    python benchmarks/quality.py --smoke          # a tiny end-to-end check (CI)
+Protocols (``--protocol``):
+  cpu    (default) CPU-sized: seeded training subsets, a 1-epoch re-tune on 800 (SST-5) /
+         1,200 (MNLI) examples; SST-5 full test, 1,000-pair MNLI subsets. 2 idle cores: SST-5
+         about 30 min, MNLI about 1.5 h with every method.
+  paper  the paper's: full training split, 3 epochs before and 3 after pruning, lr 2e-5,
+         batch 32; SST-5 full test; MNLI full validation_matched and mismatched-hard. SST-5
+         on 2 CPU cores: about 8 min for the full fine-tune plus about 6 min per re-tune
+         (measured: 52 training examples/s with all heads, 71 at 20 %). MNLI needs a GPU:
+         python benchmarks/quality.py --protocol paper --tasks mnli --device cuda
 
-Writes benchmarks/results/quality.json, proximity.json and quality_meta.json. Finished
+    python benchmarks/quality.py                          # CPU protocol, both tasks
+    python benchmarks/quality.py --protocol paper --tasks sst5 --budgets 0.1 0.2
+    python benchmarks/quality.py --methods cahp gradient  # a subset of the methods
+    python benchmarks/quality.py --masked-only            # the retraining-free view only
+    python benchmarks/quality.py --smoke [--protocol paper]   # tiny end-to-end checks (CI)
+
+Writes benchmarks/results/quality.json, proximity.json and quality_meta.json; records carry
+``protocol`` and ``retune``, and re-running one protocol or task keeps the others. Finished
 measurements are cached in benchmarks/runs/, so an interrupted run resumes where it stopped.
 """
 
@@ -23,12 +41,13 @@ import argparse
 import time
 
 import numpy as np
-from common import WORK, RecordCache, data_dir, machine, merge_task_records, write_results
+from common import WORK, RecordCache, data_dir, machine, write_results
 
 from cahp_core.baselines import same_budget_maps
 from cahp_core.clustering import cluster_heads
 from cahp_core.config import RunConfig
 from cahp_core.data import subset, tokenize_records
+from cahp_core.distances import head_distances
 from cahp_core.pipeline import (
     clustering_options,
     distances_stage,
@@ -40,37 +59,68 @@ from cahp_core.pipeline import (
     signatures_stage,
 )
 from cahp_core.proximity import depth_stats
-from cahp_core.training import evaluate
+from cahp_core.signatures import HeadSignatures
+from cahp_core.training import classification_metrics, predict_logits, prediction_kl
 
-BUDGETS: tuple = (0.1, 0.2, 0.3, 0.5, "knee")
+PROTOCOLS = ("cpu", "paper")
+BASELINES = ("gradient", "random")
+# CAHP and its variants: selector parameters on top of the run's (the paper's rule is "cahp")
+CAHP_METHODS: dict[str, dict] = {
+    "cahp": {},
+    "cahp-js": {"distance": "js"},
+    "cahp-radius": {"rule": "salience-radius"},
+    "cahp-mmr": {"rule": "mmr"},
+    "cahp-radius-js": {"distance": "js", "rule": "salience-radius"},
+    "cahp-mmr-js": {"distance": "js", "rule": "mmr"},
+}
+METHODS = (*CAHP_METHODS, *BASELINES)
+DEFAULT_METHODS = ("cahp", "gradient", "random")
+BUDGETS = {"cpu": (0.1, 0.2, 0.3, 0.5, "knee"), "paper": (0.1, 0.2)}
 SMOKE_BUDGETS: tuple = (0.1, "knee")
-QUALITY_METHODS = ("cahp", "gradient", "random")  # pruned, fine-tuned and evaluated
 SEEDS = (0, 1, 2)
+LAMBDA_GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.9)  # MMR weights tried on validation data
+LAMBDA_TASK = "sst5"  # whose validation split chooses lambda (SST-5's test split is apart)
 
-# Stated CPU-sized settings. Full fine-tune: a seeded subset of the training split. Pruned
-# fine-tune: one epoch over a seeded subset of it. Evaluation: SST-5's full test split; seeded
-# 1,000-pair subsets of MNLI validation_matched and validation_mismatched_hard. MNLI gets more
-# data and a higher learning rate: with 3,000 pairs at 2e-5 the full model reached only 0.47.
+# Stated settings per protocol. Full fine-tune: the run config. Pruned fine-tune: the run's
+# prune_epochs over ``prune_train`` examples (None: the whole training split). CPU protocol:
+# SST-5's full test split; seeded 1,000-pair subsets of MNLI validation_matched and
+# validation_mismatched_hard. MNLI gets more data and a higher learning rate on CPU: with
+# 3,000 pairs at 2e-5 the full model reached only 0.47.
 SETTINGS = {
-    "sst5": {
-        "config": {"max_train": 2000, "max_eval": 500, "epochs": 3.0, "prune_epochs": 1.0},
-        "prune_train": 800,
-        "eval_splits": {"test": None},
-    },
-    "mnli": {
-        "config": {
-            "max_train": 10000,
-            "max_eval": 1000,
-            "epochs": 2.0,
-            "prune_epochs": 1.0,
-            "learning_rate": 5e-5,
-            "signature_examples": 4000,
+    "cpu": {
+        "sst5": {
+            "config": {"max_train": 2000, "max_eval": 500, "epochs": 3.0, "prune_epochs": 1.0},
+            "prune_train": 800,
+            "eval_splits": {"test": None},
         },
-        "prune_train": 1200,
-        "eval_splits": {"validation_matched": 1000, "validation_mismatched_hard": 1000},
+        "mnli": {
+            "config": {
+                "max_train": 10000,
+                "max_eval": 1000,
+                "epochs": 2.0,
+                "prune_epochs": 1.0,
+                "learning_rate": 5e-5,
+                "signature_examples": 4000,
+            },
+            "prune_train": 1200,
+            "eval_splits": {"validation_matched": 1000, "validation_mismatched_hard": 1000},
+        },
+    },
+    "paper": {  # RunConfig's defaults are the paper's: full splits, 3 + 3 epochs, lr 2e-5
+        "sst5": {"config": {}, "prune_train": None, "eval_splits": {"test": None}},
+        "mnli": {
+            "config": {},
+            "prune_train": None,
+            "eval_splits": {"validation_matched": None, "validation_mismatched_hard": None},
+        },
     },
 }
 SMOKE = {"max_train": 64, "max_eval": 32, "epochs": 1.0, "prune_epochs": 1.0}
+
+
+def run_name(task: str, protocol: str, smoke: bool) -> str:
+    """benchmarks/runs/<name>: ``sst5`` (CPU protocol), ``sst5-paper``, ``sst5-smoke`` ..."""
+    return task + ("" if protocol == "cpu" else f"-{protocol}") + ("-smoke" if smoke else "")
 
 
 def budget_keep(selector, n_layers: int, n_heads: int, budget) -> np.ndarray:
@@ -88,57 +138,137 @@ def eval_features(ctx, splits: dict[str, int | None], smoke: bool) -> dict[str, 
     return out
 
 
-def prepare(task: str, smoke: bool):
-    """The task's run context, fine-tuned once, with salience and distances cached."""
-    overrides = SMOKE if smoke else SETTINGS[task]["config"]
+def prepare(task: str, protocol: str, smoke: bool, device: str):
+    """The task's run context, fine-tuned once, with salience, signatures and distances."""
+    overrides = SMOKE if smoke else SETTINGS[protocol][task]["config"]
     config = RunConfig(
         model="minilm-l6",
         task=task,
         data_dir=data_dir(task),
         seed=42,
-        device="cpu",
+        device=device,
         preset="benchmark",
         **overrides,
     ).validate()
-    ctx = open_context(WORK / f"{task}{'-smoke' if smoke else ''}", config)
+    ctx = open_context(WORK / run_name(task, protocol, smoke), config)
     ensure_finetuned(ctx)
     salience = salience_stage(ctx)
-    signatures = None if ctx.run.is_done("distances") else signatures_stage(ctx)
-    distances = distances_stage(ctx, signatures)
-    return ctx, salience, distances
+    signatures = signatures_stage(ctx)
+    distances = {"jm": distances_stage(ctx, signatures)}
+    return ctx, salience, signatures, distances
 
 
-def seed_clustering(config, distances, seed: int):
-    """This seed's clustering as the paper clusters: t-SNE (PCA start) of the JM feature
-    matrix, FasterPAM for every k, the run's quality curve (the authors' MSS by default)."""
-    return cluster_heads(distances.distance, seed=seed, **clustering_options(config, distances))
+def distances_for(name: str, signatures: HeadSignatures, distances: dict) -> object:
+    """The run's distances of one kind, computed once per task (``jm`` is the run's stage)."""
+    if name not in distances:
+        distances[name] = head_distances(signatures, name)
+    return distances[name]
 
 
-def seed_selector(ctx, salience, distances, seed: int):
-    """CAHP's selector fitted on this one seed's clustering (cached stages reused)."""
+def seed_selector(ctx, salience, signatures, distances, seed: int, **params):
+    """A selector fitted on this one seed's clustering (the paper's: t-SNE with a PCA start
+    on the JM features, FasterPAM for every k, the MSS curve), with ``params`` on top."""
     config = ctx.config
     n_layers, n_heads = salience.raw.shape
-    selector = make_selector(config).set_params(seed=seed, n_seeds=1)
+    selector = make_selector(config).set_params(seed=seed, n_seeds=1, **params)
+    run_distances = distances_for(selector.distance, signatures, distances)
+    options = clustering_options(config, run_distances)
+    options["features"] = run_distances.features if selector.distance == "jm" else None
+    clustering = cluster_heads(run_distances.distance, seed=seed, **options)
+    # raw salience: the complementary rule only compares heads (any increasing scale gives
+    # the same selection); the salience-led rules normalise it per layer like ``gradient``
     return selector.fit_from_clustering(
-        [seed_clustering(config, distances, seed)], salience.normalised, n_layers, n_heads
+        [clustering], salience.raw, n_layers, n_heads, distance=run_distances.distance
     )
 
 
-def seed_maps(task, seed, selector, salience, budgets) -> list[tuple[dict, np.ndarray]]:
-    """(key, kept map) for every budget and method of one seed, ``gradient-raw`` included."""
+def seed_maps(task, seed, selectors: dict, salience, budgets, methods) -> list[tuple[dict, object]]:
+    """(key, kept map) for every budget and method of one seed, ``gradient-raw`` included.
+    Every method keeps exactly as many heads as the paper's CAHP at that budget."""
     n_layers, n_heads = salience.raw.shape
     out = []
     for budget in budgets:
-        keep = budget_keep(selector, n_layers, n_heads, budget)
-        for method, kept in same_budget_maps(keep, salience.raw, seed, raw_gradient=True).items():
-            out.append(
-                ({"task": task, "method": method, "budget_frac": budget, "seed": seed}, kept)
-            )
+        keep = budget_keep(selectors["cahp"], n_layers, n_heads, budget)
+        maps = same_budget_maps(keep, salience.raw, seed, raw_gradient=True)
+        for name, selector in selectors.items():
+            if name != "cahp":
+                maps[name] = selector.select_budget(int(keep.sum()))
+        for method, kept in maps.items():
+            if method in methods or method == "gradient-raw":
+                key = {"task": task, "method": method, "budget_frac": budget, "seed": seed}
+                out.append((key, kept))
     return out
 
 
-def measure(ctx, key: dict, keep, selector, features, prune_train: int, cache: RecordCache):
-    """Prune to ``keep``, fine-tune once, evaluate on every split; cache one record per split."""
+class Evaluator:
+    """Evaluates kept maps on the benchmark's splits; the full model's logits are the
+    reference for the KL divergence. Identical masked maps are measured once."""
+
+    def __init__(self, ctx, features: dict[str, list]):
+        self.ctx = ctx
+        self.features = features
+        full = ctx.finetuned()
+        self.labels = {s: np.array([f["labels"] for f in feats]) for s, feats in features.items()}
+        self.full_logits = {
+            split: predict_logits(full.model, full.tokenizer, feats)
+            for split, feats in features.items()
+        }  # {split: [examples, labels]}
+        self._masked: dict[bytes, dict] = {}
+
+    def metrics(self, model, tokenizer, keep=None) -> dict[str, dict]:
+        out = {}
+        for split, feats in self.features.items():
+            logits = predict_logits(model, tokenizer, feats, keep=keep)  # [examples, labels]
+            out[split] = {
+                **classification_metrics(self.labels[split], logits.argmax(-1)),
+                "kl": prediction_kl(self.full_logits[split], logits),
+            }
+        return out
+
+    def masked(self, keep: np.ndarray) -> dict[str, dict]:
+        key = np.packbits(keep).tobytes()
+        if key not in self._masked:
+            full = self.ctx.finetuned()
+            self._masked[key] = self.metrics(full.model, full.tokenizer, keep=keep)
+        return self._masked[key]
+
+
+def map_id(keep: np.ndarray) -> str:
+    """A short id of a kept map: the same heads give the same id (re-tunes are shared)."""
+    return np.packbits(np.asarray(keep, dtype=bool)).tobytes().hex()
+
+
+def add_records(cache: RecordCache, key: dict, keep, selector, metrics: dict, extra: dict):
+    for split, m in metrics.items():
+        cache.add(
+            {
+                **key,
+                "split": split,
+                "model": "minilm-l6",
+                "heads": int(keep.sum()),
+                "map": map_id(keep),
+                **m,
+                "knee": int(selector.knee_),
+                "degree": int(selector.degree),
+                **extra,
+            }
+        )
+
+
+def measure(ctx, key: dict, keep, selector, evaluator, prune_train, retune: bool, cache):
+    """Masked metrics (always) and, with ``retune``, prune + fine-tune once + evaluate."""
+    cache.refresh()  # a second process (``--reverse``) may share this cache
+    if not cache.find(**key, retune=False):
+        add_records(cache, {**key, "retune": False}, keep, selector, evaluator.masked(keep), {})
+    if not retune or cache.find(**key, retune=True):
+        return
+    same = cache.find(map=map_id(keep), seed=key["seed"], retune=True)
+    if same:  # another method or budget kept the very same heads: same re-tune, same numbers
+        fields = ("task", "method", "budget_frac", "seed", "protocol")
+        for record in same:
+            source = f"{record['method']}@{record['budget_frac']}"
+            cache.add({**record, **{f: key[f] for f in fields}, "same_as": source})
+        return
     start = time.perf_counter()
     pruned, _ = prune_finetune(
         ctx,
@@ -148,114 +278,212 @@ def measure(ctx, key: dict, keep, selector, features, prune_train: int, cache: R
         seed=key["seed"],
         max_train=prune_train,
     )
-    for split, feats in features.items():
-        metrics = evaluate(pruned.model, pruned.tokenizer, feats)
-        cache.add(
-            {
-                **key,
-                "split": split,
-                "model": "minilm-l6",
-                "heads": int(keep.sum()),
-                "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "n": metrics["n"],
-                "knee": int(selector.knee_),
-                "degree": int(selector.degree),
-                "seconds": round(time.perf_counter() - start, 1),
-            }
-        )
-    accuracies = [round(r["accuracy"], 3) for r in cache.find(**key)]
+    metrics = evaluator.metrics(pruned.model, pruned.tokenizer)
+    seconds = {"seconds": round(time.perf_counter() - start, 1)}
+    add_records(cache, {**key, "retune": True}, keep, selector, metrics, seconds)
+    accuracies = [round(r["accuracy"], 3) for r in cache.find(**key, retune=True)]
     print(
-        f"{key['task']} seed {key['seed']} {key['method']:8s} budget {key['budget_frac']}: "
-        f"{int(keep.sum())} heads, accuracy {accuracies}",
+        f"{key['task']} [{key['protocol']}] seed {key['seed']} {key['method']:14s} budget "
+        f"{key['budget_frac']}: {int(keep.sum())} heads, re-tuned accuracy {accuracies}",
         flush=True,
     )
 
 
-def run_seed(task, seed, ctx, salience, distances, cache, smoke: bool, features: dict | None):
-    """Proximity statistics of every method and budget; given evaluation ``features`` (one
-    list per split), also their quality after pruning and one fine-tune.
-
-    ``gradient-raw`` (no per-layer normalisation) gets proximity statistics only.
-    """
-    selector = seed_selector(ctx, salience, distances, seed)
-    prune_train = 32 if smoke else SETTINGS[task]["prune_train"]
-    proximity = []
-    for key, keep in seed_maps(task, seed, selector, salience, SMOKE_BUDGETS if smoke else BUDGETS):
-        proximity.append({**key, **depth_stats(keep)})
-        if features is not None and key["method"] in QUALITY_METHODS and not cache.find(**key):
-            measure(ctx, key, keep, selector, features, prune_train, cache)
-    return proximity
+def seed_selectors(ctx, salience, signatures, distances, seed: int, methods, lambdas: dict):
+    """The fitted selector of every CAHP method in ``methods`` (the paper's always)."""
+    names = ["cahp", *(m for m in methods if m in CAHP_METHODS and m != "cahp")]
+    out = {}
+    for name in names:
+        params = dict(CAHP_METHODS[name])
+        if params.get("rule") == "mmr":
+            params["mmr_lambda"] = lambdas[params.get("distance", "jm")]
+        out[name] = seed_selector(ctx, salience, signatures, distances, seed, **params)
+    return out
 
 
-def full_model_records(task: str, ctx, n_heads: int, features: dict) -> list[dict]:
+def full_model_records(task, protocol, evaluator, n_heads: int) -> list[dict]:
     """The unpruned fine-tuned model on the same evaluation splits (reference line)."""
-    loaded = ctx.finetuned()
-    records = []
-    for split, feats in features.items():
-        metrics = evaluate(loaded.model, loaded.tokenizer, feats)
-        records.append(
-            {
-                "task": task,
-                "split": split,
-                "model": "minilm-l6",
-                "method": "full",
-                "budget_frac": 1.0,
-                "heads": n_heads,
-                "seed": 42,
-                "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "n": metrics["n"],
-            }
+    loaded = evaluator.ctx.finetuned()
+    return [
+        {
+            "task": task,
+            "protocol": protocol,
+            "split": split,
+            "model": "minilm-l6",
+            "method": "full",
+            "budget_frac": 1.0,
+            "heads": n_heads,
+            "seed": 42,
+            "retune": False,
+            **m,
+        }
+        for split, m in evaluator.metrics(loaded.model, loaded.tokenizer).items()
+    ]
+
+
+def choose_lambda(ctx, salience, signatures, distances, distance: str, seed: int = 42) -> dict:
+    """MMR's weight, chosen on SST-5's validation split only (never a reported split): the
+    lambda of ``LAMBDA_GRID`` with the best mean masked accuracy at the 10/20/30 % budgets
+    (ties: the larger lambda, closer to the salience ranking). MNLI reuses it unchanged, so
+    its numbers are an out-of-sample check of the choice."""
+    val = {"validation": ctx.eval_features}
+    evaluator = Evaluator(ctx, val)
+    n_layers, n_heads = salience.raw.shape
+    paper = seed_selector(ctx, salience, signatures, distances, seed)
+    budgets = [
+        int(paper.select_budget(max(n_layers, round(b * n_layers * n_heads))).sum())
+        for b in (0.1, 0.2, 0.3)
+    ]
+    scores = {}
+    for lam in LAMBDA_GRID:
+        selector = seed_selector(
+            ctx,
+            salience,
+            signatures,
+            distances,
+            seed,
+            distance=distance,
+            rule="mmr",
+            mmr_lambda=lam,
         )
-    return records
+        accs = [
+            evaluator.masked(selector.select_budget(n))["validation"]["accuracy"] for n in budgets
+        ]
+        scores[lam] = float(np.mean(accs))
+    best = max(scores, key=lambda lam: (scores[lam], lam))
+    return {"distance": distance, "chosen": best, "scores": scores, "budgets": budgets}
+
+
+def merge_records(name: str, records: list[dict], tasks, protocol: str, smoke: bool):
+    """``records`` plus the published records of other (task, protocol) pairs."""
+    import json
+
+    from common import result_path
+
+    path = result_path(name, smoke)
+    previous = json.loads(path.read_text()) if path.is_file() else []
+    return [
+        r for r in previous if r.get("task") not in tasks or r.get("protocol", "cpu") != protocol
+    ] + records
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tasks", nargs="+", default=["sst5", "mnli"], choices=list(SETTINGS))
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="cpu")
+    parser.add_argument("--tasks", nargs="+", default=["sst5", "mnli"], choices=["sst5", "mnli"])
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS)
+    parser.add_argument(
+        "--budgets", nargs="+", default=None, help="fractions of all heads, or 'knee'"
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--reverse",
+        action="store_true",
+        help="measure in reverse order: run a second process with the same options and "
+        "--reverse to share the work (each skips what the other finished)",
+    )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny subsets, one seed: checks the script works"
     )
     parser.add_argument(
-        "--proximity-only",
+        "--masked-only",
         action="store_true",
-        help="recompute proximity.json (all methods, incl. un-normalised gradient) without "
-        "the pruned fine-tunes; quality.json is left as it is",
+        help="the retraining-free view only (masked metrics and KL, no pruned fine-tunes)",
     )
     args = parser.parse_args()
+    protocol = args.protocol
     seeds = args.seeds[:1] if args.smoke else args.seeds
-    proximity, references, records = [], [], []
-    for task in args.tasks:  # one cache per task, so tasks can run in parallel processes
-        cache = RecordCache(WORK / f"quality-{task}{'.smoke' if args.smoke else ''}.jsonl")
-        ctx, salience, distances = prepare(task, args.smoke)
-        features = (  # tokenised once per task, shared by every seed and the full model
-            None
-            if args.proximity_only
-            else eval_features(ctx, SETTINGS[task]["eval_splits"], args.smoke)
-        )
-        for seed in seeds:
-            proximity += run_seed(task, seed, ctx, salience, distances, cache, args.smoke, features)
-        if features is not None:
-            references += full_model_records(task, ctx, int(salience.raw.size), features)
-            records += [r for r in cache.records if r["seed"] in seeds]
-    # Records of tasks not run now are kept, so `--tasks mnli` adds MNLI beside SST-5.
-    write_results(
-        "proximity", merge_task_records("proximity", proximity, args.tasks, args.smoke), args.smoke
+    budgets = (
+        SMOKE_BUDGETS
+        if args.smoke
+        else tuple(b if b == "knee" else float(b) for b in args.budgets)
+        if args.budgets
+        else BUDGETS[protocol]
     )
-    if not args.proximity_only:
-        quality = merge_task_records("quality", references + records, args.tasks, args.smoke)
-        write_results("quality", quality, args.smoke)
-        meta = {
-            "machine": machine(),
-            "settings": SETTINGS,
-            "budgets": list(BUDGETS),
-            "seeds": seeds,
-        }
-        write_results("quality_meta", meta, args.smoke)
+    methods = tuple(args.methods)
+    proximity, references, records, lambda_choice = [], [], [], {}
+    for task in args.tasks:  # one cache per task, so tasks can run in parallel processes
+        name = run_name(task, protocol, args.smoke)
+        cache = RecordCache(WORK / f"quality-{name}.jsonl")
+        ctx, salience, signatures, distances = prepare(task, protocol, args.smoke, args.device)
+        settings = SETTINGS[protocol][task]
+        evaluator = Evaluator(ctx, eval_features(ctx, settings["eval_splits"], args.smoke))
+        prune_train = 32 if args.smoke else settings["prune_train"]
+        mmr_distances = sorted(
+            {
+                spec.get("distance", "jm")
+                for m, spec in CAHP_METHODS.items()
+                if m in methods and spec.get("rule") == "mmr"
+            }
+        )
+        lambdas = {}
+        for distance in mmr_distances:
+            if task == LAMBDA_TASK:
+                choice = choose_lambda(ctx, salience, signatures, distances, distance)
+                lambda_choice[f"{protocol}/{distance}"] = choice
+            choice = {**previous_meta(args.smoke).get("mmr_lambda", {}), **lambda_choice}.get(
+                f"{protocol}/{distance}"
+            )
+            if choice is None:
+                raise SystemExit(
+                    f"MMR's lambda is chosen on {LAMBDA_TASK}'s validation split: run "
+                    f"--tasks {LAMBDA_TASK} with the same --protocol first"
+                )
+            lambdas[distance] = choice["chosen"]
+        measurements = []
+        for seed in seeds:
+            selectors = seed_selectors(ctx, salience, signatures, distances, seed, methods, lambdas)
+            # depth statistics at every budget of the protocol; measurements at ``budgets``
+            every = budgets if args.smoke else BUDGETS[protocol]
+            for key, keep in seed_maps(task, seed, selectors, salience, every, methods):
+                key = {**key, "protocol": protocol}
+                proximity.append({**key, **depth_stats(keep)})
+                if key["method"] != "gradient-raw" and key["budget_frac"] in budgets:
+                    selector = selectors.get(key["method"], selectors["cahp"])
+                    measurements.append((key, keep, selector))
+        # the paper's method and gradient first, for every seed and budget; the rest after
+        # (--reverse: a second process works from the other end within each group)
+        order = sorted(
+            range(len(measurements)),
+            key=lambda i: (
+                measurements[i][0]["method"] not in ("cahp", "gradient"),
+                -i if args.reverse else i,
+            ),
+        )
+        measurements = [measurements[i] for i in order]
+        for key, keep, selector in measurements:
+            measure(ctx, key, keep, selector, evaluator, prune_train, not args.masked_only, cache)
+        references += full_model_records(task, protocol, evaluator, int(salience.raw.size))
+        records += [r for r in cache.records if r["seed"] in seeds]
+    write_results(
+        "proximity",
+        merge_records("proximity", proximity, args.tasks, protocol, args.smoke),
+        args.smoke,
+    )
+    quality = merge_records("quality", references + records, args.tasks, protocol, args.smoke)
+    write_results("quality", quality, args.smoke)
+    meta = {
+        "machine": machine(),
+        "settings": SETTINGS,
+        "budgets": {p: list(b) for p, b in BUDGETS.items()},
+        "seeds": seeds,
+        "methods": CAHP_METHODS,
+        "lambda_grid": list(LAMBDA_GRID),
+        "mmr_lambda": {**previous_meta(args.smoke).get("mmr_lambda", {}), **lambda_choice},
+    }
+    write_results("quality_meta", meta, args.smoke)
+
+
+def previous_meta(smoke: bool) -> dict:
+    import json
+
+    from common import result_path
+
+    path = result_path("quality_meta", smoke)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 if __name__ == "__main__":

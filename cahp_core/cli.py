@@ -18,7 +18,9 @@ EPILOG = """examples (all offline with the bundled model and SST-5):
   cahp run --model minilm-l6 --task sst5 --preset quick --out runs/demo
   cahp export runs/demo --degree 3 --out models/demo-d3 --onnx
   cahp export runs/demo --degree 4 --knee-curve performance --out models/demo-perf
+  cahp export runs/demo --degree 6 --rule mmr --mmr-lambda 0.7 --out models/demo-mmr
   cahp recluster runs/old-run --seeds 5
+  cahp diagnose runs/demo
   cahp baseline runs/demo --method gradient --heads 20 --out runs/demo/baselines/gradient-20
   cahp dashboard
 """
@@ -84,6 +86,31 @@ def _add_knee_args(p: argparse.ArgumentParser, shape: bool = True) -> None:
             help="concave (default: the authors' kneed call, concave and increasing) or auto "
             "(guess the shape from the fit; not the paper's)",
         )
+
+
+def _add_rule_args(p: argparse.ArgumentParser) -> None:
+    from .config import SELECTION_RULES
+
+    p.add_argument(
+        "--rule",
+        choices=SELECTION_RULES,
+        help="which heads to keep once the knee says how many: complementary (default, the "
+        "paper: the most salient head per cluster), salience-radius (most salient first, "
+        "skipping heads close to one already kept) or mmr (salience-diversity trade-off); "
+        "see docs/selection.md",
+    )
+    p.add_argument(
+        "--radius-quantile",
+        type=float,
+        help="salience-radius: heads closer than this quantile of all pairwise head distances "
+        "count as redundant (default 0.1)",
+    )
+    p.add_argument(
+        "--mmr-lambda",
+        type=float,
+        help="mmr: weight of salience against diversity in [0, 1] (default 0.7; 1 = the "
+        "gradient ranking)",
+    )
 
 
 def _add_cluster_args(p: argparse.ArgumentParser) -> None:
@@ -257,6 +284,9 @@ def cmd_run(args) -> int:
         degree=args.degree,
         knee_curve=args.knee_curve,
         knee_shape=args.knee_shape,
+        rule=args.rule,
+        radius_quantile=args.radius_quantile,
+        mmr_lambda=args.mmr_lambda,
         clustering=args.clustering,
         distance=args.distance,
         quality=args.quality,
@@ -279,6 +309,7 @@ SUMMARY_KEYS = (
     "knee",
     "degree",
     "knee_curve",
+    "rule",
     "knee_fallback",
     "consensus_seed",
     "heads_by_seed",
@@ -310,8 +341,27 @@ def cmd_recluster(args) -> int:
         quality=args.quality,
         degree=args.degree,
         knee_curve=args.knee_curve,
+        rule=args.rule,
+        radius_quantile=args.radius_quantile,
+        mmr_lambda=args.mmr_lambda,
     )
     _print_summary(summary, args.run)
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    from .pipeline import diagnose_run
+
+    result = diagnose_run(args.run, _progress_printer())
+    agreement = ", ".join(f"{d.upper()} {v:.2f}" for d, v in result["mean_agreement"].items())
+    print(
+        f"split-half agreement (adjusted Rand, 1 = identical): {agreement}; JM distances vs "
+        f"shuffled labels: Spearman {result['shuffled_correlation']:.2f}",
+        file=sys.stderr,
+    )
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps(result))
     return 0
 
 
@@ -334,6 +384,9 @@ def cmd_export(args) -> int:
         args.degree,
         args.out,
         knee_curve=args.knee_curve,
+        rule=args.rule,
+        radius_quantile=args.radius_quantile,
+        mmr_lambda=args.mmr_lambda,
         onnx=args.onnx,
         progress=_progress_printer(),
         announce=announce,
@@ -345,6 +398,7 @@ def cmd_export(args) -> int:
                 for k in (
                     "degree",
                     "knee_curve",
+                    "rule",
                     "knee",
                     "heads_kept",
                     "accuracy_masked",
@@ -503,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("quick", "paper"), default="paper", help=QUICK_HELP)
     p.add_argument("--degree", type=int, help="polynomial degree of the knee fit (default 6)")
     _add_knee_args(p)
+    _add_rule_args(p)
     p.add_argument("--clustering", choices=("tsne-kmedoids", "graph"))
     p.add_argument("--distance", choices=("jm", "js"))
     _add_cluster_args(p)
@@ -531,9 +586,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--degree", type=int, required=True)
     _add_knee_args(p, shape=False)
+    _add_rule_args(p)
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = add(
+        "diagnose",
+        "check CAHP's premise on a run: split-half agreement of the clusters and the class "
+        "signal of the JM distances (RUN/diagnostics.json)",
+    )
+    p.add_argument("run")
+    p.set_defaults(func=cmd_diagnose)
 
     p = add(
         "recluster",
@@ -543,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--degree", type=int, help="polynomial degree of the knee fit")
     _add_knee_args(p, shape=False)
+    _add_rule_args(p)
     _add_cluster_args(p)
     p.add_argument("--progress-json", help="also write live progress to this JSON file")
     p.set_defaults(func=cmd_recluster)

@@ -10,6 +10,8 @@ from .knee import KNEE_CURVES, KNEE_SHAPES, check_degree
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
 DISTANCE_METHODS = ("jm", "js")
 QUALITY_METHODS = ("mss", "simplified-silhouette")  # cluster-quality curves (clustering.py)
+# which heads to keep, given how many (selection.py): the paper's, then two variants
+SELECTION_RULES = ("complementary", "salience-radius", "mmr")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class RunConfig:
     distance: str = "jm"
     quality: str = "mss"  # the authors' MSS; "simplified-silhouette" is the old curve
     n_seeds: int = 5  # clustering seeds seed, seed + 1, ...; export uses their consensus
+    rule: str = "complementary"  # which heads, given the knee's count (SELECTION_RULES)
+    radius_quantile: float = 0.1  # salience-radius: redundant below this distance quantile
+    mmr_lambda: float = 0.7  # mmr: weight of salience against diversity
     perplexity: float = 10.0
     graph_neighbors: int = 5
     curve_points: int = 12  # masked-accuracy grid of the task-performance curve
@@ -62,10 +67,15 @@ class RunConfig:
             ("quality", self.quality, QUALITY_METHODS),
             ("knee-curve", self.knee_curve, KNEE_CURVES),
             ("knee-shape", self.knee_shape, KNEE_SHAPES),
+            ("rule", self.rule, SELECTION_RULES),
         ):
             if value not in allowed:
                 raise CAHPError(f"unknown --{name} {value!r}; choose one of {', '.join(allowed)}")
         check_degree(self.degree)
+        if not 0 <= self.radius_quantile < 1:
+            raise CAHPError(f"--radius-quantile must be in [0, 1); got {self.radius_quantile}")
+        if not 0 <= self.mmr_lambda <= 1:
+            raise CAHPError(f"--mmr-lambda must be in [0, 1]; got {self.mmr_lambda}")
         if isinstance(self.n_seeds, bool) or not isinstance(self.n_seeds, int) or self.n_seeds < 1:
             raise CAHPError(f"--seeds must be a whole number >= 1; got {self.n_seeds}. Try 5.")
         if not 0 < self.salience_fraction <= 1:
@@ -105,6 +115,9 @@ EXPORT_ONLY_FIELDS = (
     "degree",
     "knee_curve",
     "knee_shape",
+    "rule",
+    "radius_quantile",
+    "mmr_lambda",
     "onnx",
     "device",
     "preset",

@@ -48,7 +48,14 @@ from .runs import RunFolder
 from .salience import Salience, gradient_salience
 from .selection import CAHPSelector, performance_points
 from .signatures import HeadSignatures, compute_signatures
-from .training import FinetuneConfig, evaluate, finetune
+from .training import (
+    FinetuneConfig,
+    classification_metrics,
+    evaluate,
+    finetune,
+    predict_logits,
+    prediction_kl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,7 @@ STAGES = (
     "signatures",
     "salience",
     "distances",
+    "diagnostics",
     "clustering",
     "task_curve",
     "selection",
@@ -203,6 +211,18 @@ def _save_model_folder(loaded: LoadedModel, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def signature_features(ctx: RunContext) -> list[dict]:
+    """The training examples signatures are computed on (a seeded subset of
+    ``signature_examples`` when set)."""
+    c = ctx.config
+    features = ctx.train_features
+    if c.signature_examples is not None and c.signature_examples < len(features):
+        rng = np.random.default_rng(c.seed)
+        chosen = sorted(rng.choice(len(features), c.signature_examples, replace=False))
+        features = [features[i] for i in chosen]
+    return features
+
+
 def signatures_stage(ctx: RunContext) -> HeadSignatures:
     """Stage 2: padding-aware per-class signatures of every head (eager attention)."""
     name = "signatures.safetensors"
@@ -210,13 +230,7 @@ def signatures_stage(ctx: RunContext) -> HeadSignatures:
         ctx.progress("signatures", 1.0, "reused from the run folder")
         return HeadSignatures.from_arrays(load_safetensors_numpy(ctx.run.path(name)))
     c = ctx.config
-    features = ctx.train_features
-    if c.signature_examples is not None and c.signature_examples < len(features):
-        rng = np.random.default_rng(c.seed)
-        features = [
-            features[i]
-            for i in sorted(rng.choice(len(features), c.signature_examples, replace=False))
-        ]
+    features = signature_features(ctx)
     with ctx.run.stage("signatures") as st:
         loaded = ctx.finetuned()
         signatures = compute_signatures(
@@ -285,6 +299,57 @@ def load_clusterings(run: RunFolder) -> list[ClusteringResult]:
     return clusterings_from_arrays(load_npz(run.path(CLUSTERING_FILE)), where=str(run.root))
 
 
+DIAGNOSTICS_FILE = "diagnostics.json"
+DIAGNOSTIC_BUDGETS = (0.1, 0.2, 0.3)  # cluster counts compared: these shares of all heads
+DIAGNOSTIC_SEEDS = 3  # the first clustering seeds used (t-SNE and k-medoids)
+
+
+def diagnostics_stage(ctx: RunContext) -> dict:
+    """Does CAHP's premise hold here? Split-half agreement of the clusterings and the JM
+    distances' class signal (``diagnostics.py``), from one extra signature pass."""
+    import json
+
+    from .diagnostics import diagnose, diagnostic_classes
+    from .signatures import compute_signature_sets
+
+    if ctx.run.is_done("diagnostics"):
+        ctx.progress("diagnostics", 1.0, "reused from the run folder")
+        return json.loads(ctx.run.path(DIAGNOSTICS_FILE).read_text())
+    c = ctx.config
+    features = signature_features(ctx)
+    labels = np.array([f["labels"] for f in features], dtype=np.int64)  # [examples]
+    with ctx.run.stage("diagnostics") as st:
+        loaded = ctx.finetuned()
+        ctx.progress("diagnostics", 0.0, "signatures of two halves and of shuffled labels")
+        classes = {"all": labels, **diagnostic_classes(labels, c.seed)}
+        sets = compute_signature_sets(
+            loaded.model,
+            loaded.tokenizer,
+            features,
+            ctx.num_labels,
+            classes,
+            grid=c.grid,
+            batch_size=c.batch_size,
+            progress=lambda f, m: ctx.progress("diagnostics", 0.8 * f, m),
+        )
+        ctx.progress("diagnostics", 0.8, "clustering both halves")
+        n_heads = sets["all"].n_layers * sets["all"].n_heads
+        ks = [max(2, round(b * n_heads)) for b in DIAGNOSTIC_BUDGETS]
+        seeds = clustering_seeds(c.seed, min(c.n_seeds, DIAGNOSTIC_SEEDS))
+        result = diagnose(sets, ks, seeds, perplexity=c.perplexity).to_dict()
+        write_json_atomic(ctx.run.path(DIAGNOSTICS_FILE), result)
+        st.add_artefact(DIAGNOSTICS_FILE)
+    ctx.progress("diagnostics", 1.0, " ".join(result["warnings"]) or "the premise holds")
+    return result
+
+
+def diagnose_run(run_dir: str | Path, progress: Progress | None = None) -> dict:
+    """The diagnostics of an existing run (computed once, then read from the run folder)."""
+    ctx = load_context(run_dir, progress)
+    with ctx.run.lock():
+        return diagnostics_stage(ctx)
+
+
 def clustering_options(config: RunConfig, distances: HeadDistances) -> dict:
     """``cluster_heads`` keyword arguments for a run's settings (all but the seed): the
     paper's t-SNE runs on the JM features."""
@@ -338,6 +403,9 @@ def make_selector(
         knee_curve=config.knee_curve if knee_curve is None else knee_curve,
         knee_shape=config.knee_shape,
         n_neighbors=config.graph_neighbors,
+        rule=config.rule,
+        radius_quantile=config.radius_quantile,
+        mmr_lambda=config.mmr_lambda,
     )
 
 
@@ -349,14 +417,20 @@ def fit_selector(
     *,
     knee_curve: str | None = None,
     task_curve: list[dict] | None = None,
+    distance: np.ndarray | None = None,
 ) -> CAHPSelector:
     """A fitted selector from cached clusterings + salience (+ the measured task curve, for
-    the performance knee): no signature or clustering pass. The CLI, the export and every
-    dashboard page go through here, so they agree on the knee and the kept heads."""
-    n_layers, n_heads = salience.normalised.shape
+    the performance knee; + the head distances ``[N, N]``, for the salience-radius and mmr
+    rules): no signature or clustering pass. The CLI, the export and every dashboard page go
+    through here, so they agree on the knee and the kept heads.
+
+    The raw salience is passed: the complementary rule only compares heads (any increasing
+    rescaling selects the same), the salience-led rules normalise it per layer as the
+    gradient baseline does."""
+    n_layers, n_heads = salience.raw.shape
     performance = performance_points(task_curve) if task_curve else None
     return make_selector(config, degree, knee_curve).fit_from_clustering(
-        clusterings, salience.normalised, n_layers, n_heads, performance=performance
+        clusterings, salience.raw, n_layers, n_heads, performance=performance, distance=distance
     )
 
 
@@ -403,7 +477,9 @@ def task_curve_stage(
     with ctx.run.stage("task_curve") as st:
         loaded = ctx.finetuned()
         features = ctx.eval_features
-        full = evaluate(loaded.model, loaded.tokenizer, features)
+        labels = np.array([f["labels"] for f in features])
+        full_logits = predict_logits(loaded.model, loaded.tokenizer, features)  # [n, labels]
+        full = {**classification_metrics(labels, full_logits.argmax(-1)), "kl": 0.0}
         n_total = int(salience.raw.size)
         records = [
             {"k": None, "heads_kept": n_total, "method": m, **_metrics(full)}
@@ -412,7 +488,11 @@ def task_curve_stage(
         for step, k in enumerate(grid):
             ctx.progress("task_curve", step / len(grid), f"masked accuracy at k={k}")
             for method, keep in comparison_maps(clustering, salience, k, c.seed).items():
-                metrics = evaluate(loaded.model, loaded.tokenizer, features, keep=keep)
+                logits = predict_logits(loaded.model, loaded.tokenizer, features, keep=keep)
+                metrics = {
+                    **classification_metrics(labels, logits.argmax(-1)),
+                    "kl": prediction_kl(full_logits, logits),
+                }
                 records.append(
                     {"k": k, "heads_kept": int(keep.sum()), "method": method, **_metrics(metrics)}
                 )
@@ -423,7 +503,8 @@ def task_curve_stage(
 
 
 def _metrics(m: dict) -> dict:
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": m["n"]}
+    """accuracy, macro-F1, n and (masked maps) the KL divergence from the full model."""
+    return {k: m[k] for k in ("accuracy", "macro_f1", "kl", "n") if k in m}
 
 
 def _knee_summary(result) -> dict | None:
@@ -432,12 +513,20 @@ def _knee_summary(result) -> dict | None:
     return {"knee": int(result.knee), "fallback": bool(result.fallback), "reason": result.reason}
 
 
+def rule_summary(selector: CAHPSelector) -> dict:
+    """The selection rule and the one parameter it uses (none for the paper's rule)."""
+    params = {"salience-radius": "radius_quantile", "mmr": "mmr_lambda"}
+    name = params.get(selector.rule)
+    return {"name": selector.rule, **({name: float(getattr(selector, name))} if name else {})}
+
+
 def selection_record(selector: CAHPSelector) -> dict:
     """What selection.json holds for one degree and knee curve."""
     keep = selector.support_
     return {
         "degree": int(selector.degree),
         "knee_curve": selector.knee_curve,
+        "rule": rule_summary(selector),
         "knee": int(selector.knee_),
         "knee_fallback": bool(selector.knee_result_.fallback),
         "knee_reason": selector.knee_result_.reason,
@@ -463,10 +552,13 @@ def selection_stage(
     clusterings: list[ClusteringResult],
     salience: Salience,
     task_curve: list[dict],
+    distances: HeadDistances,
 ) -> dict:
     """Stage 6-7: knee of the fitted curve for this degree and the complementary selection
     (every seed, then their consensus)."""
-    selector = fit_selector(ctx.config, clusterings, salience, task_curve=task_curve)
+    selector = fit_selector(
+        ctx.config, clusterings, salience, task_curve=task_curve, distance=distances.distance
+    )
     record = selection_record(selector)
     with ctx.run.stage("selection") as st:
         write_json_atomic(ctx.run.path("selection.json"), record)
@@ -579,7 +671,11 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
             keep,
             ctx.run.path(PRUNED_DIR),
             onnx=ctx.config.onnx,
-            extra={"degree": record["degree"], "knee_curve": record["knee_curve"]},
+            extra={
+                "degree": record["degree"],
+                "knee_curve": record["knee_curve"],
+                "rule": record["rule"],
+            },
         )
         st.add_artefact(PRUNED_DIR)
         st.info.update(
@@ -645,16 +741,21 @@ def run_pipeline(
         else:
             signatures = signatures_stage(ctx)
         distances = distances_stage(ctx, signatures)
+        diagnostics = diagnostics_stage(ctx)
         clusterings = clustering_stage(ctx, distances)
         task_curve = task_curve_stage(ctx, clusterings, salience)
-        record = selection_stage(ctx, clusterings, salience, task_curve)
+        record = selection_stage(ctx, clusterings, salience, task_curve, distances)
         graph_stage(ctx, distances, salience, record)
         exported = export_stage(ctx, record)
-        summary = write_summary(ctx, record, exported, time.perf_counter() - start)
+        summary = write_summary(
+            ctx, record, exported, time.perf_counter() - start, diagnostics["warnings"]
+        )
     return summary
 
 
-def write_summary(ctx: RunContext, record: dict, exported: dict, seconds: float) -> dict:
+def write_summary(
+    ctx: RunContext, record: dict, exported: dict, seconds: float, warnings: list[str]
+) -> dict:
     finetune_info = ctx.run.stage_info("finetune")
     summary = {
         "model": ctx.config.model,
@@ -666,6 +767,7 @@ def write_summary(ctx: RunContext, record: dict, exported: dict, seconds: float)
         "knee": record["knee"],
         "degree": record["degree"],
         "knee_curve": record["knee_curve"],
+        "rule": record["rule"],
         "knee_fallback": record["knee_fallback"],
         "knee_reason": record["knee_reason"],
         "quality_knee": record["quality_knee"],
@@ -688,6 +790,7 @@ def write_summary(ctx: RunContext, record: dict, exported: dict, seconds: float)
         "params_full": exported["params_full"],
         "params_pruned": exported["params_pruned"],
         "depth": record["depth"],
+        "diagnostic_warnings": warnings,
         "stage_seconds": ctx.run.stage_seconds(),
         "total_seconds": seconds,
     }
@@ -717,8 +820,9 @@ def recluster_run(
 
 def load_selection_inputs(
     ctx: RunContext,
-) -> tuple[list[ClusteringResult], Salience, list[dict]]:
-    """The cached clusterings, salience and task curve a selection is fitted from."""
+) -> tuple[list[ClusteringResult], Salience, list[dict], np.ndarray | None]:
+    """The cached clusterings, salience, task curve and head distances ``[N, N]`` (None if
+    the run has none) a selection is fitted from."""
     import json
 
     for stage in ("salience", "clustering"):
@@ -731,7 +835,9 @@ def load_selection_inputs(
     clusterings = load_clusterings(ctx.run)
     curve_path = ctx.run.path(TASK_CURVE_FILE)
     task_curve = json.loads(curve_path.read_text()) if ctx.run.is_done("task_curve") else []
-    return clusterings, salience, task_curve
+    distance_path = ctx.run.path("distances.npz")
+    distance = load_npz(distance_path)["distance"] if distance_path.is_file() else None
+    return clusterings, salience, task_curve, distance
 
 
 def export_with_degree(
@@ -740,20 +846,29 @@ def export_with_degree(
     out_dir: str | Path,
     *,
     knee_curve: str | None = None,
+    rule: str | None = None,
+    radius_quantile: float | None = None,
+    mmr_lambda: float | None = None,
     onnx: bool = False,
     progress: Progress | None = None,
     announce: Callable[[dict], None] | None = None,
     model: LoadedModel | None = None,
 ) -> dict:
-    """Re-select with another degree (and knee curve) from the cached stages, prune,
-    fine-tune once, save. The selection is the one ``fit_selector`` gives every page."""
-    overrides = {"degree": degree}
-    if knee_curve is not None:
-        overrides["knee_curve"] = knee_curve
+    """Re-select with another degree (and knee curve, selection rule) from the cached stages,
+    prune, fine-tune once, save. The selection is the one ``fit_selector`` gives every page."""
+    given = {
+        "knee_curve": knee_curve,
+        "rule": rule,
+        "radius_quantile": radius_quantile,
+        "mmr_lambda": mmr_lambda,
+    }
+    overrides = {"degree": degree, **{k: v for k, v in given.items() if v is not None}}
     ctx = load_context(run_dir, progress, **overrides)
     ctx._model = model  # a caller's cached fine-tuned model: only ever deep-copied, never changed
-    clusterings, salience, task_curve = load_selection_inputs(ctx)
-    selector = fit_selector(ctx.config, clusterings, salience, task_curve=task_curve)
+    clusterings, salience, task_curve, distance = load_selection_inputs(ctx)
+    selector = fit_selector(
+        ctx.config, clusterings, salience, task_curve=task_curve, distance=distance
+    )
     record = selection_record(selector)
     if announce:
         announce(record)
@@ -766,6 +881,7 @@ def export_with_degree(
             extra={
                 "degree": degree,
                 "knee_curve": record["knee_curve"],
+                "rule": record["rule"],
                 "knee": record["knee"],
                 "consensus_seed": record["consensus_seed"],
                 "heads_by_seed": record["heads_by_seed"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -29,6 +29,7 @@ BUNDLE_FILES = (
     "clustering.npz",
     "task_curve.json",
     "graph.json",
+    "diagnostics.json",
 )
 REQUIRED_FILES = ("manifest.json", "salience.json", "clustering.npz", "selection.json")
 
@@ -124,6 +125,12 @@ class RunView:
         return _read_json(path) if path.is_file() else []
 
     @cached_property
+    def diagnostics(self) -> dict | None:
+        """diagnostics.json (split-half agreement, class signal, warnings), if computed."""
+        path = self.path / "diagnostics.json"
+        return _read_json(path) if path.is_file() else None
+
+    @cached_property
     def graph(self) -> dict | None:
         path = self.path / "graph.json"
         return _read_json(path) if path.is_file() else None
@@ -136,18 +143,23 @@ class RunView:
     def has_model(self) -> bool:
         return (self.path / "model" / "config.json").is_file()
 
-    def selector(self, degree: int, knee_curve: str | None = None) -> CAHPSelector:
-        """A selector fitted from the cached clusterings with this degree and knee curve (no
+    def selector(
+        self, degree: int, knee_curve: str | None = None, rule: dict | None = None
+    ) -> CAHPSelector:
+        """A selector fitted from the cached clusterings with this degree, knee curve and
+        selection rule (``{"rule": ..., "mmr_lambda": ...}`` on top of the run's; no
         recomputation): exactly what `cahp export --degree` selects."""
         from .pipeline import fit_selector  # the same fit the CLI export uses
 
+        config = replace(self.config, **rule).validate() if rule else self.config
         return fit_selector(
-            self.config,
+            config,
             self.clusterings,
             self.salience,
             degree,
             knee_curve=knee_curve,
             task_curve=self.task_curve,
+            distance=self.distance,
         )
 
     def stage_seconds(self) -> dict[str, float]:

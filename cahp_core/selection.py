@@ -14,6 +14,7 @@ from .clustering import (
     cluster_heads_seeds,
     clustering_seeds,
 )
+from .config import SELECTION_RULES
 from .distances import DISTANCE_METHODS, HeadDistances, head_distances
 from .errors import CAHPError
 from .knee import KNEE_CURVES, KneeResult, check_degree, check_shape, find_knee
@@ -31,6 +32,7 @@ UPSTREAM_PARAMS = (
     "n_neighbors",
 )
 KNEE_PARAMS = ("degree", "knee_curve", "knee_shape")
+RULE_PARAMS = ("rule", "radius_quantile", "mmr_lambda")  # which heads, given how many
 
 
 def complementary_selection(
@@ -64,6 +66,128 @@ def complementary_selection(
     for layer in np.flatnonzero(~keep.any(axis=1)):
         keep[layer, int(np.argmax(per_layer[layer]))] = True
     return keep
+
+
+def check_rule(name: str) -> str:
+    if name not in SELECTION_RULES:
+        raise CAHPError(
+            f"unknown selection rule {name!r}; choose one of {', '.join(SELECTION_RULES)}"
+        )
+    return name
+
+
+def layer_normalised(salience: np.ndarray) -> np.ndarray:
+    """Salience divided by its layer's L2 norm, as Michel et al. (2019) rank heads (the
+    ``gradient`` baseline's ranking). ``[layers, heads]``; an all-zero layer stays zero."""
+    from .baselines import NORM_EPS
+
+    salience = np.asarray(salience, dtype=np.float64)
+    return salience / (np.linalg.norm(salience, axis=1, keepdims=True) + NORM_EPS)
+
+
+def fill_empty_layers(keep: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Give every layer without a kept head its best-scoring head, in place of the
+    worst-scoring kept head of a layer that keeps more than one (the count is unchanged).
+    ``keep`` bool, ``score`` float, both ``[layers, heads]``."""
+    keep = keep.copy()
+    for layer in np.flatnonzero(~keep.any(axis=1)):
+        donors = keep & (keep.sum(axis=1, keepdims=True) > 1)  # [L, H]
+        if not donors.any():
+            raise CAHPError("a head budget below the number of layers cannot keep one per layer")
+        worst = np.unravel_index(np.argmin(np.where(donors, score, np.inf)), keep.shape)
+        keep[worst] = False
+        keep[layer, int(np.argmax(score[layer]))] = True
+    return keep
+
+
+def _check_rule_inputs(salience: np.ndarray, distance: np.ndarray, n_keep: int) -> None:
+    n_layers, n_heads = salience.shape
+    total = n_layers * n_heads
+    if distance.shape != (total, total):
+        raise CAHPError(
+            f"distance has shape {distance.shape}; expected ({total}, {total}), one row per head"
+        )
+    whole = isinstance(n_keep, int | np.integer) and not isinstance(n_keep, bool)
+    if not whole or not n_layers <= n_keep <= total:
+        raise CAHPError(
+            f"head budget must be between {n_layers} (one per layer) and {total}; got {n_keep!r}"
+        )
+
+
+def radius_threshold(distance: np.ndarray, quantile: float) -> float:
+    """The distance below which two heads count as redundant: the ``quantile`` of all
+    pairwise (off-diagonal) head distances; 0 makes no pair redundant."""
+    if not 0 <= quantile < 1:
+        raise CAHPError(f"radius quantile must be in [0, 1); got {quantile!r}")
+    if quantile == 0:
+        return 0.0
+    pairs = distance[np.triu_indices(len(distance), k=1)]  # [N (N - 1) / 2]
+    return float(np.quantile(pairs, quantile))
+
+
+def salience_radius_selection(
+    salience: np.ndarray, distance: np.ndarray, n_keep: int, radius_quantile: float
+) -> np.ndarray:
+    """Salience-led selection that skips redundant heads.
+
+    Heads are taken from most to least salient (layer-normalised, as the ``gradient``
+    baseline ranks them); a head is skipped while it lies closer than the radius (the
+    ``radius_quantile`` of pairwise head distances) to a head already kept. If fewer than
+    ``n_keep`` heads survive, the most salient skipped heads fill the budget; then every
+    empty layer gets its best head back (``fill_empty_layers``). Radius 0 is the gradient
+    ranking with one head per layer. ``salience`` ``[layers, heads]``, ``distance``
+    ``[N, N]``; returns bool ``[layers, heads]`` with exactly ``n_keep`` heads.
+    """
+    salience = np.asarray(salience, dtype=np.float64)
+    distance = np.asarray(distance, dtype=np.float64)
+    _check_rule_inputs(salience, distance, n_keep)
+    score = layer_normalised(salience)  # [L, H]
+    flat = score.reshape(-1)  # [N]
+    order = np.lexsort((np.arange(flat.size), -flat))  # most salient first, ties: lowest index
+    radius = radius_threshold(distance, radius_quantile)
+    kept: list[int] = []
+    skipped: list[int] = []
+    for head in order:
+        if len(kept) == n_keep:
+            break
+        redundant = bool(kept) and float(distance[head, kept].min()) < radius
+        (skipped if redundant else kept).append(int(head))
+    kept += skipped[: n_keep - len(kept)]
+    keep = np.zeros(flat.size, dtype=bool)
+    keep[kept] = True
+    return fill_empty_layers(keep.reshape(score.shape), score)
+
+
+def mmr_selection(
+    salience: np.ndarray, distance: np.ndarray, n_keep: int, mmr_lambda: float
+) -> np.ndarray:
+    """Maximal marginal relevance: a diversity-salience trade-off.
+
+    Greedily keeps the head maximising ``lambda * s(h) - (1 - lambda) * max_j sim(h, j)``
+    over the heads ``j`` already kept, where ``s`` is the layer-normalised salience scaled
+    to a maximum of 1 and ``sim = 1 - distance / max distance``. Lambda 1 is the gradient
+    ranking; lambda 0 picks the most spread-out heads. Ties go to the lowest flat index;
+    then every empty layer gets its best head back. Returns bool ``[layers, heads]`` with
+    exactly ``n_keep`` heads.
+    """
+    if isinstance(mmr_lambda, bool) or not 0 <= mmr_lambda <= 1:
+        raise CAHPError(f"mmr_lambda must be in [0, 1]; got {mmr_lambda!r}")
+    salience = np.asarray(salience, dtype=np.float64)
+    distance = np.asarray(distance, dtype=np.float64)
+    _check_rule_inputs(salience, distance, n_keep)
+    score = layer_normalised(salience)  # [L, H]
+    relevance = score.reshape(-1) / max(float(score.max()), 1e-300)  # [N] in [0, 1]
+    scale = float(distance.max())
+    similarity = 1.0 - distance / scale if scale > 0 else np.ones_like(distance)  # [N, N]
+    nearest = np.full(relevance.size, -np.inf)  # [N] max similarity to a kept head
+    keep = np.zeros(relevance.size, dtype=bool)
+    for _ in range(n_keep):
+        penalty = np.where(np.isfinite(nearest), nearest, 0.0)
+        gain = np.where(keep, -np.inf, mmr_lambda * relevance - (1 - mmr_lambda) * penalty)
+        head = int(np.argmax(gain))  # first of ties: the lowest flat index
+        keep[head] = True
+        nearest = np.maximum(nearest, similarity[head])
+    return fill_empty_layers(keep.reshape(score.shape), score)
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:
@@ -148,6 +272,9 @@ class CAHPSelector:
         k_min: int = 2,
         k_max: int | None = None,
         n_neighbors: int = 5,
+        rule: str = "complementary",
+        radius_quantile: float = 0.1,
+        mmr_lambda: float = 0.7,
     ):
         self.degree = degree
         self.clustering = clustering
@@ -161,11 +288,16 @@ class CAHPSelector:
         self.k_min = k_min
         self.k_max = k_max
         self.n_neighbors = n_neighbors
+        self.rule = rule
+        self.radius_quantile = radius_quantile
+        self.mmr_lambda = mmr_lambda
 
     # -- scikit-learn protocol
     def get_params(self, deep: bool = True) -> dict:
         """The constructor parameters (scikit-learn protocol)."""
-        return {name: getattr(self, name) for name in (*KNEE_PARAMS, *UPSTREAM_PARAMS)}
+        return {
+            name: getattr(self, name) for name in (*KNEE_PARAMS, *RULE_PARAMS, *UPSTREAM_PARAMS)
+        }
 
     def set_params(self, **params) -> CAHPSelector:
         """Set constructor parameters; refit to apply them."""
@@ -185,6 +317,16 @@ class CAHPSelector:
         check_degree(self.degree)
         check_knee_curve(self.knee_curve)
         check_shape(self.knee_shape)
+        check_rule(self.rule)
+        if isinstance(self.radius_quantile, bool) or not (
+            isinstance(self.radius_quantile, int | float | np.number)
+            and 0 <= self.radius_quantile < 1
+        ):
+            raise CAHPError(f"radius_quantile must be in [0, 1); got {self.radius_quantile!r}")
+        if isinstance(self.mmr_lambda, bool) or not (
+            isinstance(self.mmr_lambda, int | float | np.number) and 0 <= self.mmr_lambda <= 1
+        ):
+            raise CAHPError(f"mmr_lambda must be in [0, 1]; got {self.mmr_lambda!r}")
 
     def _validate_params(self) -> None:
         """Cheap checks before any computation (ranges that need the data come later)."""
@@ -248,7 +390,9 @@ class CAHPSelector:
             )
             self._upstream_cache = (key, distances, clusterings)
         _, distances, clusterings = self._upstream_cache
-        self.fit_from_clustering(clusterings, salience, *shape, performance=performance)
+        self.fit_from_clustering(
+            clusterings, salience, *shape, performance=performance, distance=distances.distance
+        )
         self.distances_: HeadDistances | None = distances
         return self
 
@@ -259,10 +403,12 @@ class CAHPSelector:
         n_layers: int,
         n_heads: int,
         performance: np.ndarray | None = None,
+        distance: np.ndarray | None = None,
     ) -> CAHPSelector:
         """Fit from cached clusterings (one per seed): only knees and selections are computed.
 
-        ``distances_`` is None after this call (``fit`` sets it).
+        ``distance`` ``[N, N]`` (the run's head distances) is needed by the ``salience-radius``
+        and ``mmr`` rules. ``distances_`` is None after this call (``fit`` sets it).
         """
         self._validate_knee_params()
         if isinstance(clusterings, ClusteringResult):
@@ -281,6 +427,17 @@ class CAHPSelector:
                     f"the clustering has labels for {clustering.labels.shape[-1]} heads but the "
                     f"model has {n_layers * n_heads}; recompute the clustering stage"
                 )
+        if self.rule != "complementary":
+            total = n_layers * n_heads
+            if distance is None:
+                raise CAHPError(
+                    f"the {self.rule!r} rule needs the head distance matrix; pass distance= "
+                    "(the run's distances.npz) or use rule='complementary'"
+                )
+            distance = np.asarray(distance, dtype=np.float64)
+            if distance.shape != (total, total):
+                raise CAHPError(f"distance has shape {distance.shape}; expected ({total}, {total})")
+        self.head_distance_ = distance  # [N, N] or None
         self.distances_ = None
         self.clusterings_ = clusterings
         self.seeds_ = [int(c.seed) for c in clusterings]
@@ -343,7 +500,18 @@ class CAHPSelector:
         if not _whole(k):
             raise CAHPError(f"k must be a whole number in {clustering.valid_ks()}; got {k!r}")
         labels = clustering.labels_for(int(k))
-        return complementary_selection(labels, self.salience_, *self.shape_)
+        keep = complementary_selection(labels, self.salience_, *self.shape_)
+        if self.rule == "complementary":
+            return keep
+        return self._select_n(int(keep.sum()))  # the knee says how many; the rule says which
+
+    def _select_n(self, n_heads: int) -> np.ndarray:
+        """Exactly ``n_heads`` heads by a non-complementary rule."""
+        if self.rule == "salience-radius":
+            return salience_radius_selection(
+                self.salience_, self.head_distance_, n_heads, self.radius_quantile
+            )
+        return mmr_selection(self.salience_, self.head_distance_, n_heads, self.mmr_lambda)
 
     # -- using a fitted selector
     def _check_fitted(self) -> None:
@@ -357,7 +525,8 @@ class CAHPSelector:
         return self._select_in(self.clustering_, k)
 
     def select_budget(self, n_heads: int) -> np.ndarray:
-        """The selection keeping the most heads without exceeding ``n_heads``.
+        """The selection keeping the most heads without exceeding ``n_heads`` (exactly
+        ``n_heads`` for the ``salience-radius`` and ``mmr`` rules).
 
         Raises a CAHPError if the budget is outside ``[layers, all heads]`` or if even the
         smallest selection keeps more heads (the message names the smallest possible).
@@ -369,6 +538,8 @@ class CAHPSelector:
             raise CAHPError(
                 f"head budget must be between {n_layers} (one per layer) and {total}; got {n_heads}"
             )
+        if self.rule != "complementary":
+            return self._select_n(int(n_heads))
         best, fewest = None, None
         for k in self.clustering_.ks:
             keep = self.select(int(k))

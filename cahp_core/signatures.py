@@ -114,7 +114,6 @@ def ensure_eager(model: PreTrainedModel) -> None:
         model.set_attn_implementation("eager")
 
 
-@torch.no_grad()
 def compute_signatures(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -127,10 +126,46 @@ def compute_signatures(
     show_progress: bool = True,
 ) -> HeadSignatures:
     """Streaming per-class signatures of every head over tokenised ``features``."""
+    labels = np.array([f["labels"] for f in features], dtype=np.int64)
+    return compute_signature_sets(
+        model,
+        tokenizer,
+        features,
+        n_classes,
+        {"all": labels},
+        grid=grid,
+        batch_size=batch_size,
+        progress=progress,
+        show_progress=show_progress,
+    )["all"]
+
+
+@torch.no_grad()
+def compute_signature_sets(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    features: Sequence[dict],
+    n_classes: int,
+    classes: dict[str, np.ndarray],
+    *,
+    grid: int = 32,
+    batch_size: int = 32,
+    progress: Callable[[float, str], None] | None = None,
+    show_progress: bool = True,
+) -> dict[str, HeadSignatures]:
+    """Several signature sets from one forward pass: ``classes[name]`` ``[examples]`` gives
+    every example's class in set ``name`` (-1 leaves it out of that set). The diagnostics use
+    this for two halves of the data and for shuffled labels."""
     if grid < 2:
         raise CAHPError(f"signature grid size must be >= 2; got {grid}")
     if len(features) == 0:
         raise CAHPError("no examples to compute signatures on; pass a larger --max-train")
+    for name, assigned in classes.items():
+        if np.shape(assigned) != (len(features),):
+            raise CAHPError(
+                f"signature set {name!r} assigns {np.shape(assigned)} classes for "
+                f"{len(features)} examples; give one class (or -1) per example"
+            )
     layout = head_layout(model)
     if len(set(layout.heads_per_layer)) != 1:
         raise CAHPError("signatures need the unpruned model; pass the fine-tuned full model")
@@ -138,23 +173,31 @@ def compute_signatures(
     model.eval()
     device = next(model.parameters()).device
     n_layers, n_heads = layout.n_layers, layout.max_heads
-    moments = StreamingMoments(n_classes, (n_layers * n_heads, grid * grid))
+    moments = {
+        name: StreamingMoments(n_classes, (n_layers * n_heads, grid * grid)) for name in classes
+    }
     order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
     loader = DataLoader(
-        [features[i] for i in order],
+        [{k: v for k, v in features[i].items() if k != "labels"} for i in order],
         batch_size=batch_size,
         collate_fn=DataCollatorWithPadding(tokenizer),
     )
     for step, batch in enumerate(tqdm(loader, desc="signatures", disable=not show_progress)):
-        labels = batch.pop("labels").numpy()
+        members = order[step * batch_size : (step + 1) * batch_size]  # examples of this batch
         batch = {k: v.to(device) for k, v in batch.items()}
         attentions = model(**batch, output_attentions=True).attentions  # L x [B, H, T, T]
         stacked = torch.cat(attentions, dim=1).float()  # [B, L*H, T, T]
-        summary = crop_and_resize(stacked, batch["attention_mask"], grid)  # [B, L*H, S*S]
-        moments.update(summary.cpu().numpy(), labels)
+        summary = crop_and_resize(stacked, batch["attention_mask"], grid).cpu().numpy()
+        for name, assigned in classes.items():  # summary: [B, L*H, S*S]
+            labels = np.asarray(assigned)[members]  # [B]
+            if (labels >= 0).any():
+                moments[name].update(summary[labels >= 0], labels[labels >= 0])
         if progress:
             progress((step + 1) / len(loader), f"signatures: batch {step + 1}/{len(loader)}")
     shape = (n_classes, n_layers, n_heads, grid * grid)
-    mean = moments.mean.reshape(shape).transpose(1, 2, 0, 3)  # [L, H, C, D]
-    var = moments.variance().reshape(shape).transpose(1, 2, 0, 3)
-    return HeadSignatures(np.ascontiguousarray(mean), np.ascontiguousarray(var), moments.count)
+    out = {}
+    for name, m in moments.items():
+        mean = m.mean.reshape(shape).transpose(1, 2, 0, 3)  # [L, H, C, D]
+        var = m.variance().reshape(shape).transpose(1, 2, 0, 3)
+        out[name] = HeadSignatures(np.ascontiguousarray(mean), np.ascontiguousarray(var), m.count)
+    return out

@@ -116,6 +116,38 @@ def finetune(
 
 
 @torch.no_grad()
+def predict_logits(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    features: Sequence[dict],
+    *,
+    batch_size: int = 64,
+    keep: np.ndarray | None = None,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Logits ``[examples, labels]`` in input order, optionally with heads outside ``keep``
+    gated to zero."""
+    model.eval()
+    device = next(model.parameters()).device
+    # sort by length so dynamic padding wastes little; map back with the order afterwards
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    inputs = [{k: v for k, v in features[i].items() if k != "labels"} for i in order]
+    loader = DataLoader(
+        inputs, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer)
+    )
+    gates = head_gates(model, keep_to_gates(keep)) if keep is not None else contextlib.nullcontext()
+    chunks = []
+    with gates:
+        for batch in tqdm(loader, desc="evaluate", disable=not show_progress, leave=False):
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # [batch, labels]
+            chunks.append(logits.float().cpu().numpy())
+    n_labels = model.config.num_labels
+    sorted_logits = np.concatenate(chunks) if chunks else np.zeros((0, n_labels), np.float32)
+    result = np.empty_like(sorted_logits)  # [examples, labels]
+    result[order] = sorted_logits
+    return result
+
+
 def predict(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -126,24 +158,29 @@ def predict(
     show_progress: bool = False,
 ) -> np.ndarray:
     """Predicted class per example, optionally with heads outside ``keep`` gated to zero."""
-    model.eval()
-    device = next(model.parameters()).device
-    # sort by length so dynamic padding wastes little; map back with the order afterwards
-    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
-    inputs = [{k: v for k, v in features[i].items() if k != "labels"} for i in order]
-    loader = DataLoader(
-        inputs, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer)
+    logits = predict_logits(
+        model, tokenizer, features, batch_size=batch_size, keep=keep, show_progress=show_progress
     )
-    gates = head_gates(model, keep_to_gates(keep)) if keep is not None else contextlib.nullcontext()
-    predictions = []
-    with gates:
-        for batch in tqdm(loader, desc="evaluate", disable=not show_progress, leave=False):
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # [batch, labels]
-            predictions.append(logits.argmax(-1).cpu().numpy())
-    sorted_predictions = np.concatenate(predictions) if predictions else np.zeros(0, dtype=int)
-    result = np.empty_like(sorted_predictions)
-    result[order] = sorted_predictions
-    return result
+    return logits.argmax(-1)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-probabilities of ``[examples, labels]`` logits (numerically stable)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def prediction_kl(reference_logits: np.ndarray, logits: np.ndarray) -> float:
+    """Mean KL(reference || model) of the predicted class distributions, in nats: how far a
+    pruned model's predictions moved from the full model's on the same examples (0 = none).
+    Both arrays ``[examples, labels]``."""
+    if reference_logits.shape != logits.shape:
+        raise CAHPError(
+            f"logit shapes differ: {reference_logits.shape} vs {logits.shape}; "
+            "compare predictions on the same examples"
+        )
+    log_p, log_q = log_softmax(reference_logits), log_softmax(logits)  # [examples, labels]
+    return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1)))
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:

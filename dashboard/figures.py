@@ -174,11 +174,25 @@ def knee_degree_figure(rows: Sequence[Mapping], degree: int | None = None) -> go
     return fig
 
 
-def task_curve_figure(records: list[dict], heads_kept: int | None = None) -> go.Figure:
-    """Masked validation accuracy versus heads kept, per method (before fine-tuning)."""
+CURVE_METRICS = {
+    "accuracy": "masked accuracy (no fine-tuning)",
+    "macro_f1": "masked macro-F1 (no fine-tuning)",
+    "kl": "KL from the full model's predictions (nats; lower is closer)",
+}
+
+
+def task_curve_figure(
+    records: list[dict], heads_kept: int | None = None, metric: str = "accuracy"
+) -> go.Figure:
+    """A masked (retraining-free) metric versus heads kept, per method: accuracy, macro-F1
+    or the KL divergence of the predictions from the full model's."""
     fig = go.Figure()
     for method in ("cahp", "gradient", "random"):
-        points = sorted((r["heads_kept"], r["accuracy"]) for r in records if r["method"] == method)
+        points = sorted(
+            (r["heads_kept"], r[metric])
+            for r in records
+            if r["method"] == method and r.get(metric) is not None
+        )
         if points:
             x, y = zip(*points, strict=True)
             fig.add_scatter(
@@ -197,7 +211,7 @@ def task_curve_figure(records: list[dict], heads_kept: int | None = None) -> go.
         )
     fig.update_layout(
         xaxis_title="heads kept",
-        yaxis_title="masked accuracy (no fine-tuning)",
+        yaxis_title=CURVE_METRICS[metric],
         legend={"orientation": "h", "y": -0.2},
         margin={"t": 30},
     )

@@ -16,7 +16,7 @@ from cahp_core.proximity import compare_depths
 from cahp_core.results import RunView
 
 from . import figures
-from .selection_view import CURVE_NAMES, QUALITY_LABELS, DegreeView, method_maps
+from .selection_view import CURVE_NAMES, QUALITY_LABELS, DegreeView, method_maps, rule_text
 from .theme import DEPTH_LABELS, METHOD_LABELS
 
 
@@ -79,6 +79,7 @@ def report_html(view: RunView, chosen: DegreeView) -> str:
         "task": config.task,
         "knee curve": CURVE_NAMES[chosen.knee_curve],
         "polynomial degree": chosen.degree,
+        "selection rule": rule_text(chosen.rule),
         "knee (clusters)": chosen.knee.knee,
         "knee fallback": chosen.knee.reason if chosen.knee.fallback else "no",
         "heads kept": f"{chosen.heads_kept} of {chosen.keep.size}",
@@ -148,17 +149,27 @@ def figures_zip(figs: dict[str, go.Figure], png: bool = True) -> bytes:
 
 
 def quality_summary(path: Path) -> pd.DataFrame:
-    """benchmarks/quality.py results: accuracy mean / std / count per task, split, budget
-    and method (the full model left out)."""
+    """benchmarks/quality.py results: mean accuracy, macro-F1 and KL (with the accuracy's
+    std and the number of seeds) per protocol, re-tune or not, task, split, budget and
+    method (the full model left out). Records from before protocols count as CPU, re-tuned."""
     frame = pd.DataFrame(json.loads(Path(path).read_text()))
     frame = frame[frame["method"] != "full"].astype({"budget_frac": str})
+    for column, default in (("protocol", "cpu"), ("retune", True)):
+        frame[column] = frame[column].fillna(default) if column in frame else default
+    for column in ("macro_f1", "kl"):
+        if column not in frame:
+            frame[column] = float("nan")
     frame["method"] = frame["method"].map(lambda m: METHOD_LABELS.get(m, m))
-    return (
-        frame.groupby(["task", "split", "budget_frac", "method"])["accuracy"]
-        .agg(["mean", "std", "count"])
-        .round(3)
-        .reset_index()
+    frame["retune"] = frame["retune"].map({True: "re-tuned", False: "masked"})
+    keys = ["protocol", "retune", "task", "split", "budget_frac", "method"]
+    table = frame.groupby(keys).agg(
+        accuracy=("accuracy", "mean"),
+        std=("accuracy", "std"),
+        seeds=("accuracy", "count"),
+        macro_f1=("macro_f1", "mean"),
+        kl=("kl", "mean"),
     )
+    return table.round(3).reset_index()
 
 
 def zip_folder(folder: Path) -> bytes:

@@ -24,6 +24,12 @@ MIN_DEGREE = 2  # a degree-1 fit is a straight line: no knee
 MAX_DEGREE = 12  # the slider's ceiling (higher degrees only chase noise)
 CURVE_LABELS = {"quality": "Quality knee (MSS)", "performance": "Performance knee (accuracy)"}
 CURVE_NAMES = {"quality": "quality knee", "performance": "performance knee"}  # in prose
+RULE_LABELS = {
+    "complementary": "Complementary (paper)",
+    "salience-radius": "Salience, skip near duplicates",
+    "mmr": "Salience–diversity trade-off (MMR)",
+}
+RULE_PARAMETER = {"salience-radius": "radius_quantile", "mmr": "mmr_lambda"}
 QUALITY_LABELS = {
     "mss": "mean simplified silhouette (MSS)",
     "simplified-silhouette": "simplified silhouette",
@@ -36,6 +42,7 @@ class DegreeView:
 
     degree: int
     knee_curve: str  # "quality" or "performance"
+    rule: tuple  # ((name, value), ...): the selection rule and its parameter
     knee: KneeResult  # the knee used (of the chosen curve)
     quality_knee: KneeResult  # the consensus seed's quality knee
     performance_knee: KneeResult | None  # None without a task curve
@@ -97,11 +104,38 @@ def expected_accuracy(view: RunView, heads_kept: int, method: str = "cahp") -> f
     return float(np.interp(heads_kept, x, y))
 
 
-def _fit(view: RunView, degree: int, knee_curve: str) -> DegreeView:
-    selector = view.selector(int(degree), knee_curve)
+def rule_settings(rule: str, value: float | None = None) -> tuple:
+    """A hashable rule setting: ``(("rule", name), (parameter, value))`` (the parameter only
+    for rules that have one, and only when given)."""
+    parameter = RULE_PARAMETER.get(rule)
+    extra = ((parameter, float(value)),) if parameter and value is not None else ()
+    return (("rule", rule), *extra)
+
+
+def rule_text(rule: tuple) -> str:
+    """``mmr (mmr_lambda 0.7)`` / ``complementary``: the rule in prose and in CLI terms."""
+    settings = dict(rule)
+    name = settings.pop("rule", "complementary")
+    return name + "".join(f" ({k.replace('_', ' ')} {v:g})" for k, v in settings.items())
+
+
+def rule_flags(rule: tuple) -> str:
+    """The `cahp export` flags that select ``rule`` (empty for the paper's rule)."""
+    settings = dict(rule)
+    if settings.get("rule", "complementary") == "complementary":
+        return ""
+    return " ".join(
+        f"--{k.replace('_', '-')} {v:g}" if k != "rule" else f"--rule {v}"
+        for k, v in settings.items()
+    )
+
+
+def _fit(view: RunView, degree: int, knee_curve: str, rule: tuple = ()) -> DegreeView:
+    selector = view.selector(int(degree), knee_curve, dict(rule) or None)
     return DegreeView(
         degree=int(degree),
         knee_curve=knee_curve,
+        rule=rule or rule_settings(selector.rule),
         knee=selector.knee_result_,
         quality_knee=selector.quality_knee_result_,
         performance_knee=selector.performance_knee_result_,
@@ -118,17 +152,21 @@ def _fit(view: RunView, degree: int, knee_curve: str) -> DegreeView:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _cached_fit(_view: RunView, path: str, stamp: float, degree: int, knee_curve: str):
-    return _fit(_view, degree, knee_curve)
+def _cached_fit(_view: RunView, path: str, stamp: float, degree: int, knee_curve: str, rule: tuple):
+    return _fit(_view, degree, knee_curve, rule)
 
 
-def degree_view(view: RunView, degree: int, knee_curve: str = "quality") -> DegreeView:
-    """The selection at ``degree`` on ``knee_curve`` (a CAHPError if the engine refuses it)."""
+def degree_view(
+    view: RunView, degree: int, knee_curve: str = "quality", rule: tuple = ()
+) -> DegreeView:
+    """The selection at ``degree`` on ``knee_curve`` with ``rule`` (``rule_settings``; empty:
+    the run's own), or a CAHPError if the engine refuses it."""
     if knee_curve not in KNEE_CURVES:
         raise CAHPError(
             f"unknown knee curve {knee_curve!r}; choose one of {', '.join(KNEE_CURVES)}"
         )
-    return _cached_fit(view, str(view.path), run_stamp(view.path), int(degree), knee_curve)
+    stamp = run_stamp(view.path)
+    return _cached_fit(view, str(view.path), stamp, int(degree), knee_curve, tuple(rule))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

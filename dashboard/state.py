@@ -16,11 +16,13 @@ from .selection_view import (
     CURVE_LABELS,
     MAX_DEGREE,
     MIN_DEGREE,
+    RULE_PARAMETER,
     DegreeView,
     curve_points,
     degree_view,
     has_task_curve,
     knee_by_degree,
+    rule_settings,
     run_stamp,
 )
 from .theme import present
@@ -134,18 +136,34 @@ def set_degree(view: RunView, degree: int) -> None:
     st.session_state[f"degree::{view.path}"] = int(degree)
 
 
+def current_rule(view: RunView) -> tuple:
+    """The selection rule chosen on the Knee page in this session (``rule_settings``;
+    default: the run's own rule and parameter)."""
+    key = f"rule::{view.path}"
+    if key not in st.session_state:
+        config = view.config
+        parameter = RULE_PARAMETER.get(config.rule)
+        value = getattr(config, parameter) if parameter else None
+        st.session_state[key] = rule_settings(config.rule, value)
+    return tuple(st.session_state[key])
+
+
+def set_rule(view: RunView, rule: tuple) -> None:
+    st.session_state[f"rule::{view.path}"] = tuple(rule)
+
+
 def current_selection(view: RunView) -> tuple[int, str, DegreeView]:
-    """The session's degree, knee curve and the selection they give (what every page shows
-    and what Export writes)."""
+    """The session's degree, knee curve and selection rule and the selection they give
+    (what every page shows and what Export writes)."""
     knee_curve = current_knee_curve(view)
     degree = current_degree(view, knee_curve)
-    return degree, knee_curve, selection_or_stop(view, degree, knee_curve)
+    return degree, knee_curve, selection_or_stop(view, degree, knee_curve, current_rule(view))
 
 
-def selection_or_stop(view: RunView, degree: int, knee_curve: str) -> DegreeView:
+def selection_or_stop(view: RunView, degree: int, knee_curve: str, rule: tuple = ()) -> DegreeView:
     """``degree_view``, or the engine's message on the page (and the page stops there)."""
     try:
-        return degree_view(view, degree, knee_curve)
+        return degree_view(view, degree, knee_curve, rule)
     except CAHPError as exc:
         st.error(str(exc))
         st.stop()

@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 
 from dashboard import figures
-from dashboard.selection_view import CURVE_NAMES
+from dashboard.premise import premise_panel
+from dashboard.selection_view import CURVE_NAMES, rule_text
 from dashboard.state import chart, current_selection, current_view
 
 
@@ -39,6 +40,11 @@ if view is not None:
         f"Degree {degree}, {CURVE_NAMES[knee_curve]} (set on the Knee page): knee at "
         f"{chosen.knee.knee} clusters, {chosen.heads_kept} heads kept (stars; {chosen.seed_range('heads')}), clusters of the "
         f"consensus seed {chosen.consensus_seed}. Colours are clusters, the same on every page."
+        + (
+            ""
+            if dict(chosen.rule)["rule"] == "complementary"
+            else f" Selection rule: {rule_text(chosen.rule)} — stars need not be one per cluster."
+        )
     )
     chart(figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised))
     left, right = st.columns(2)
@@ -60,6 +66,7 @@ if view is not None:
         else:
             points = chosen.embedding
         chart(figures.embedding_figure(points, chosen.labels, chosen.keep, kind), right)
+    premise_panel(view)
     if view.head_maps is not None:
         st.subheader("What a head attends to")
         n_layers, n_heads = view.shape

@@ -20,7 +20,7 @@ from dashboard.report import (
     run_figures,
     zip_folder,
 )
-from dashboard.selection_view import CURVE_NAMES, DegreeView
+from dashboard.selection_view import CURVE_NAMES, DegreeView, rule_flags, rule_text
 from dashboard.state import cached_model, current_selection, current_view, runs_root
 
 EXAMPLE_COPY = "embedded-example"
@@ -47,7 +47,7 @@ def writable_run(path: Path) -> Path:
 
 
 def run_export(
-    view: RunView, degree: int, knee_curve: str, out_dir: Path, onnx: bool
+    view: RunView, degree: int, knee_curve: str, rule: tuple, out_dir: Path, onnx: bool
 ) -> dict | None:
     """Export the selection of ``degree`` on ``knee_curve`` (what the Knee page shows) with
     live progress; shows errors with st.error and returns None on failure."""
@@ -69,6 +69,7 @@ def run_export(
                 degree,
                 out_dir,
                 knee_curve=knee_curve,
+                **dict(rule),
                 onnx=onnx,
                 progress=progress,
                 model=model,
@@ -122,7 +123,7 @@ def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
         mime="text/html",
         on_click="ignore",
     )
-    key = f"png::{view.path}::{chosen.knee_curve}::{chosen.degree}::{name}"
+    key = f"png::{view.path}::{chosen.knee_curve}::{chosen.degree}::{chosen.rule}::{name}"
     if c3.button(f"Render {name}.png"):
         st.session_state[key] = figure_png(figs[name]) or b""
     png = st.session_state.get(key)
@@ -137,13 +138,15 @@ view = current_view()
 if view is not None:
     degree, knee_curve, chosen = current_selection(view)
     st.write(
-        f"Degree **{degree}** on the **{CURVE_NAMES[knee_curve]}** (both set on the Knee page): "
+        f"Degree **{degree}** on the **{CURVE_NAMES[knee_curve]}**, selection rule "
+        f"**{rule_text(chosen.rule)}** (all set on the Knee page): "
         f"knee at **{chosen.knee.knee}** clusters, **{chosen.heads_kept}** of {chosen.keep.size} "
         f"heads kept, per layer {list(map(int, chosen.keep.sum(axis=1)))}. This is the "
         f"consensus seed's selection (seed {chosen.consensus_seed}, one of {chosen.n_seeds} "
         f"clustering seeds; knee: {chosen.seed_range('knee')}; heads kept: "
         f"{chosen.seed_range('heads')}), the one "
-        f"`cahp export RUN --degree {degree} --knee-curve {knee_curve}` writes."
+        f"`cahp export RUN --degree {degree} --knee-curve {knee_curve}"
+        f"{(' ' + rule_flags(chosen.rule)) if rule_flags(chosen.rule) else ''}` writes."
     )
     if chosen.knee.fallback:
         st.caption(f"Fallback knee: {chosen.knee.reason}.")
@@ -155,11 +158,13 @@ if view is not None:
             "the bundled files are never written."
         )
     onnx = st.checkbox("Also export ONNX", value=True)
-    out_dir = runs_root() / "exports" / f"{view.path.name}-{knee_curve}-degree{degree}"
+    rule_name = dict(chosen.rule)["rule"]
+    suffix = "" if rule_name == "complementary" else f"-{rule_name}"
+    out_dir = runs_root() / "exports" / f"{view.path.name}-{knee_curve}-degree{degree}{suffix}"
     st.caption(f"Output folder: `{out_dir}`")
-    key = f"export::{view.path}::{knee_curve}::{degree}"
+    key = f"export::{view.path}::{knee_curve}::{degree}::{chosen.rule}"
     if st.button("Prune, fine-tune once and export", type="primary"):
-        info = run_export(view, degree, knee_curve, out_dir, onnx)
+        info = run_export(view, degree, knee_curve, chosen.rule, out_dir, onnx)
         if info is not None:
             st.session_state[key] = str(out_dir)
             if np.asarray(info.get("kept"), dtype=bool).tolist() != chosen.keep.tolist():

@@ -13,23 +13,29 @@ from dashboard.selection_view import (
     MAX_DEGREE,
     MIN_DEGREE,
     QUALITY_LABELS,
+    RULE_LABELS,
     curve_points,
     has_task_curve,
     knee_by_degree,
+    rule_settings,
 )
 from dashboard.state import (
     chart,
     current_degree,
     current_knee_curve,
+    current_rule,
     current_view,
     max_degree,
     selection_or_stop,
     set_degree,
     set_knee_curve,
+    set_rule,
 )
 
 
-def caption(knee_curve: str, quality_name: str, n_seeds: int, points: int) -> str:
+def caption(
+    knee_curve: str, quality_name: str, n_seeds: int, points: int, rule: str = "complementary"
+) -> str:
     """What the curve is and how the knee becomes a selection, in one paragraph."""
     if knee_curve == "performance":
         what = (
@@ -44,13 +50,68 @@ def caption(knee_curve: str, quality_name: str, n_seeds: int, points: int) -> st
             "marginal-performance curve. It rises with k because more medoids bring every head "
             "closer to its own medoid; the knee is where more clusters stop paying off."
         )
+    keep = (
+        "the most salient head of each cluster is kept (plus the most salient head of any layer "
+        "left empty)"
+        if rule == "complementary"
+        else f"the selection rule below ({RULE_LABELS[rule]}) keeps as many heads as the paper's "
+        "rule would, chosen its own way"
+    )
     return (
-        f"{what} kneed fits a polynomial of the chosen degree and finds the knee of the fit; the "
-        "most salient head of each cluster is kept (plus the most salient head of any layer "
-        f"left empty). Each of the run's {n_seeds} clustering seeds gives a knee and a selection; "
+        f"{what} kneed fits a polynomial of the chosen degree and finds the knee of the fit; "
+        f"{keep}. Each of the run's {n_seeds} clustering seeds gives a knee and a selection; "
         "the one shown and exported is the consensus seed's (closest to all the others). Every "
         "other page and the Export follow the curve and degree chosen here."
     )
+
+
+RULE_HELP = {
+    "complementary": "The paper: the most salient head of each cluster at the knee, plus the "
+    "most salient head of any layer left empty.",
+    "salience-radius": "Heads from most to least salient (as gradient pruning ranks them), "
+    "skipping a head that lies within the radius of one already kept. Same head count as "
+    "the paper's rule at this knee.",
+    "mmr": "Maximal marginal relevance: each next head maximises λ·salience − (1−λ)·similarity "
+    "to the heads already kept. λ = 1 is gradient pruning. Same head count as the paper's rule.",
+}
+
+
+def rule_control(view) -> tuple:
+    """Which heads to keep once the knee says how many: the rule and its one parameter."""
+    current = dict(current_rule(view))
+    left, right = st.columns([2, 1])
+    name = left.selectbox(
+        "Selection rule",
+        list(RULE_LABELS),
+        index=list(RULE_LABELS).index(current["rule"]),
+        format_func=RULE_LABELS.get,
+        key=f"rule_select::{view.path}",
+        help="The knee decides how many heads; the rule decides which. "
+        + " ".join(f"{RULE_LABELS[r]}: {h}" for r, h in RULE_HELP.items()),
+    )
+    value = None
+    if name == "mmr":
+        value = right.slider(
+            "λ (salience weight)",
+            0.0,
+            1.0,
+            float(current.get("mmr_lambda", view.config.mmr_lambda)),
+            0.05,
+            key=f"mmr_lambda::{view.path}",
+        )
+    elif name == "salience-radius":
+        value = right.slider(
+            "Radius (distance quantile)",
+            0.0,
+            0.5,
+            float(current.get("radius_quantile", view.config.radius_quantile)),
+            0.01,
+            key=f"radius_quantile::{view.path}",
+            help="Heads closer than this quantile of all pairwise head distances are redundant.",
+        )
+    rule = rule_settings(name, value)
+    set_rule(view, rule)
+    return rule
 
 
 st.title("Knee: how many heads to keep")
@@ -85,9 +146,10 @@ if view is not None:
             "at least 3 values of k), which this run does not have; finish its task_curve "
             "stage with `cahp run`."
         )
-    chosen = selection_or_stop(view, degree, knee_curve)
+    rule = rule_control(view)
+    chosen = selection_or_stop(view, degree, knee_curve, rule)
     points = curve_points(view, knee_curve)
-    st.caption(caption(knee_curve, chosen.quality_name, chosen.n_seeds, points))
+    st.caption(caption(knee_curve, chosen.quality_name, chosen.n_seeds, points, dict(rule)["rule"]))
 
     cols = st.columns(4)
     cols[0].metric(

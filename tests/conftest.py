@@ -11,7 +11,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# CAHP_TEST_THREADS: fewer threads while a benchmark shares the machine
+torch.set_num_threads(int(os.environ.get("CAHP_TEST_THREADS", max(1, min(2, os.cpu_count() or 1)))))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -15,9 +15,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 pytestmark = pytest.mark.integration
 
 
-def _smoke(script: str, timeout: int = 600) -> None:
+def _smoke(script: str, timeout: int = 600, *extra: str) -> None:
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *extra],
         cwd=ROOT,
         check=True,
         timeout=timeout,
@@ -44,20 +44,43 @@ def test_deployment_smoke():
     assert all(r["params_pruned"] < r["params_full"] and r["ideal_speedup"] > 1 for r in records)
 
 
+def _check_quality_records(records: list[dict], protocol: str, methods: set[str]) -> None:
+    assert {r["method"] for r in records if r["protocol"] == protocol} == methods | {"full"}
+    mine = [r for r in records if r["protocol"] == protocol and r["method"] != "full"]
+    assert {r["retune"] for r in mine} == {True, False}  # re-tuned and masked, every map
+    for r in mine:
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 and r["kl"] >= 0
+    paper_heads = {
+        (r["task"], r["budget_frac"], r["seed"]): r["heads"] for r in mine if r["method"] == "cahp"
+    }
+    for r in mine:  # every method keeps as many heads as the paper's CAHP at that budget
+        assert r["heads"] == paper_heads[(r["task"], r["budget_frac"], r["seed"])]
+    pairs = {(r["task"], r["budget_frac"], r["method"], r["split"], r["retune"]) for r in mine}
+    assert len(pairs) == len(mine)  # one record per map, split and kind
+
+
 def test_quality_smoke(shared_data):
-    _smoke("quality.py", timeout=900)
+    """The CPU protocol with every CAHP variant, then the paper protocol: records of both
+    are kept side by side."""
+    variants = ["cahp-js", "cahp-radius", "cahp-mmr", "cahp-mmr-js"]
+    _smoke("quality.py", 900, "--methods", "cahp", "gradient", "random", *variants)
+    _smoke("quality.py", 900, "--protocol", "paper", "--tasks", "sst5")
     records = json.loads((RESULTS / "quality.smoke.json").read_text())
-    methods = {r["method"] for r in records}
-    assert {"cahp", "gradient", "random", "full"} <= methods
-    assert {r["task"] for r in records} == {"sst5", "mnli"}
-    for r in records:
-        assert 0 <= r["accuracy"] <= 1
-    cahp = {(r["task"], r["budget_frac"]): r["heads"] for r in records if r["method"] == "cahp"}
-    for r in records:
-        if r["method"] in ("gradient", "random"):
-            assert r["heads"] == cahp[(r["task"], r["budget_frac"])]  # same budget
+    assert {(r["task"], r["protocol"]) for r in records} == {
+        ("sst5", "cpu"),
+        ("mnli", "cpu"),
+        ("sst5", "paper"),
+    }
+    _check_quality_records(records, "cpu", {"cahp", "gradient", "random", *variants})
+    _check_quality_records(records, "paper", {"cahp", "gradient", "random"})
+    full = [r for r in records if r["method"] == "full"]
+    assert all(r["kl"] == pytest.approx(0.0, abs=1e-6) for r in full)  # the reference itself
+    meta = json.loads((RESULTS / "quality_meta.smoke.json").read_text())
+    assert {"cpu/jm", "cpu/js"} <= set(meta["mmr_lambda"])  # chosen on validation data
+    assert meta["mmr_lambda"]["cpu/jm"]["chosen"] in meta["lambda_grid"]
     proximity = json.loads((RESULTS / "proximity.smoke.json").read_text())
     assert all(0 <= p["mean_depth"] <= 1 for p in proximity)
+    assert {p["protocol"] for p in proximity} == {"cpu", "paper"}
 
 
 KNEE_FIELDS = {

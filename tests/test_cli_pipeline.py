@@ -97,6 +97,21 @@ def test_run_writes_summary_and_a_reloadable_pruned_model(demo):
         assert (run / name).is_file(), name
 
 
+def test_run_diagnoses_its_premise_and_diagnose_reads_it_back(demo, capsys):
+    _, run, _ = demo
+    saved = json.loads((run / "diagnostics.json").read_text())
+    assert set(saved["mean_agreement"]) == {"jm", "js"}
+    assert all(-1 <= v <= 1 for v in saved["mean_agreement"].values())
+    assert -1 <= saved["shuffled_correlation"] <= 1
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["diagnostic_warnings"] == saved["warnings"]
+    assert main(["diagnose", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.splitlines()[-1]) == saved  # computed once, then read
+    assert "split-half agreement (adjusted Rand, 1 = identical): JM" in captured.err
+    assert RunView(run).diagnostics == saved
+
+
 def test_rerun_resumes_everything(demo, capsys):
     _, run, args = demo
     before = json.loads((run / "manifest.json").read_text())["stages"]
@@ -173,8 +188,34 @@ def test_run_export_and_the_dashboard_view_agree_for_every_degree_and_curve(demo
 
 
 @pytest.mark.parametrize(
+    ("rule", "extra"),
+    [("salience-radius", ["--radius-quantile", "0.2"]), ("mmr", ["--mmr-lambda", "0.5"])],
+)
+def test_export_with_another_selection_rule_keeps_the_knee_count(demo, capsys, rule, extra):
+    """`cahp export --rule R` keeps as many heads as the paper's rule at the knee (the knee
+    says how many, the rule which), the same heads the dashboard's selector shows."""
+    base, run, _ = demo
+    out = base / f"rule-{rule}"
+    assert (
+        main(["export", str(run), "--degree", "3", "--rule", rule, *extra, "--out", str(out)]) == 0
+    )
+    info = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert info["rule"]["name"] == rule
+    view = RunView(run)
+    paper = view.selector(3)
+    params = {"radius_quantile": 0.2} if rule == "salience-radius" else {"mmr_lambda": 0.5}
+    chosen = view.selector(3, rule={"rule": rule, **params})
+    assert chosen.rule == rule and info["knee"] == paper.knee_
+    assert int(read_keep(out).sum()) == paper.n_heads_kept_
+    np.testing.assert_array_equal(read_keep(out), chosen.support_)
+    assert json.loads((out / "cahp_export.json").read_text())["rule"] == {"name": rule, **params}
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
+        (["--mmr-lambda", "2"], "--mmr-lambda must be in [0, 1]; got 2.0"),
+        (["--radius-quantile", "1"], "--radius-quantile must be in [0, 1); got 1.0"),
         (["--quality", "silhouette"], "unknown --quality 'silhouette'; choose one of mss"),
         (["--knee-curve", "accuracy"], "unknown --knee-curve 'accuracy'; choose one of quality"),
         (["--seeds", "0"], "--seeds must be a whole number >= 1"),

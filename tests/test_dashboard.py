@@ -140,6 +140,30 @@ def test_the_knee_curve_switch_changes_the_page_and_the_export_follows(env, tiny
     assert at.segmented_control[0].value == "performance"
 
 
+def test_the_selection_rule_keeps_the_knee_count_and_the_export_follows(env, tiny_view):
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    rule = at.selectbox(key=f"rule_select::{tiny_view.path}")
+    assert rule.value == "complementary"  # the paper's rule by default
+    degree = int(at.slider[0].value)
+    paper = tiny_view.selector(degree, "quality")
+    rule.set_value("mmr").run()
+    assert not at.exception
+    lam = at.slider(key=f"mmr_lambda::{tiny_view.path}")
+    assert lam.value == 0.7
+    lam.set_value(0.5).run()
+    chosen = tiny_view.selector(degree, "quality", {"rule": "mmr", "mmr_lambda": 0.5})
+    assert chosen.n_heads_kept_ == paper.n_heads_kept_  # the knee says how many
+    _shows_selector(at, chosen)
+    at.switch_page(str(PAGES / "export.py")).run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "selection rule **mmr (mmr lambda 0.5)**" in text
+    assert f"--degree {degree} --knee-curve quality --rule mmr --mmr-lambda 0.5`" in text
+    assert any(c.value.endswith(f"-quality-degree{degree}-mmr`") for c in at.caption)
+    at.switch_page(str(PAGES / "knee.py")).run()  # the choice survives a page change
+    assert at.selectbox(key=f"rule_select::{tiny_view.path}").value == "mmr"
+
+
 def test_the_knee_degree_follows_the_session_to_other_pages(env, tiny_view):
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     at.slider[0].set_value(2).run()
@@ -280,13 +304,30 @@ def test_clusters_page_embeddings_and_head_map(env):
     assert not at.exception
 
 
+def test_clusters_page_shows_the_premise_check(env, tiny_view):
+    at = page("clusters.py")
+    assert "Does CAHP's premise hold here?" in [s.value for s in at.subheader]
+    saved = tiny_view.diagnostics
+    assert _metric(at, "JM vs shuffled labels") == f"{saved['shuffled_correlation']:.2f}"
+    assert _metric(at, "Split-half agreement, JS") == f"{saved['mean_agreement']['js']:.2f}"
+    from cahp_core.diagnostics import Diagnostics
+
+    assert [w.value for w in at.warning] == Diagnostics.from_dict(saved).warnings()
+
+
 def test_proximity_compares_methods(env):
     at = page("proximity.py")
     assert not at.exception
     frame = at.dataframe[0].value
     assert list(frame["method"]) == ["CAHP", "Gradient (Michel et al.)", "Random"]
     assert (frame["heads kept"] == frame["heads kept"].iloc[0]).all()  # same budget
-    assert frame["masked accuracy"].notna().all()
+    assert frame["masked accuracy"].notna().all() and frame["KL from full"].notna().all()
+    control = at.segmented_control(key="retraining_free_metric")
+    assert control.options == ["Accuracy", "Macro-F1", "KL from full model"]
+    control.set_value("kl").run()
+    assert not at.exception
+    charts = [pio.from_json(c.proto.spec) for c in at.get("plotly_chart")]
+    assert any("KL from the full model" in str(c.layout.yaxis.title.text) for c in charts)
     at.number_input[0].set_value(7).run()  # another random seed
     assert not at.exception
     at.toggle(key="proximity_raw_gradient").set_value(True).run()
@@ -596,7 +637,16 @@ def test_quality_summary_groups_benchmark_records(tmp_path):
     path.write_text(json.dumps(records))
     table = quality_summary(path)
     assert list(table["method"]) == ["CAHP", "Gradient (Michel et al.)"]
-    assert list(table["count"]) == [2, 2] and list(table["mean"]) == [0.4, 0.3]
+    assert list(table["seeds"]) == [2, 2] and list(table["accuracy"]) == [0.4, 0.3]
+    assert list(table["protocol"]) == ["cpu", "cpu"]  # records from before protocols
+    assert list(table["retune"]) == ["re-tuned", "re-tuned"]
+    masked = [
+        {**r, "protocol": "paper", "retune": False, "macro_f1": 0.2, "kl": 0.1} for r in records
+    ]
+    path.write_text(json.dumps(records + masked))
+    table = quality_summary(path)
+    paper = table[table["protocol"] == "paper"]
+    assert set(paper["retune"]) == {"masked"} and list(paper["kl"]) == [0.1, 0.1]
 
 
 @dataclass

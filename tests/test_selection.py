@@ -191,7 +191,11 @@ def test_sklearn_style_parameters():
         "k_min",
         "k_max",
         "n_neighbors",
+        "rule",
+        "radius_quantile",
+        "mmr_lambda",
     }
+    assert params["rule"] == "complementary"  # the paper's rule is the default
     assert params["quality"] == "mss" and params["n_seeds"] == 5
     assert params["knee_curve"] == "quality" and params["knee_shape"] == "concave"
     assert "degree=4" in repr(selector)
