@@ -429,6 +429,11 @@ def fit_selector(
     gradient baseline does."""
     n_layers, n_heads = salience.raw.shape
     performance = performance_points(task_curve) if task_curve else None
+    if config.rule != "complementary" and distance is None:
+        raise CAHPError(
+            f"the {config.rule} rule needs the run's head distances (distances.npz), which this "
+            "run lacks; finish its distances stage with `cahp run` or use --rule complementary"
+        )
     return make_selector(config, degree, knee_curve).fit_from_clustering(
         clusterings, salience.raw, n_layers, n_heads, performance=performance, distance=distance
     )

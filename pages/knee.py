@@ -14,6 +14,7 @@ from dashboard.selection_view import (
     MIN_DEGREE,
     QUALITY_LABELS,
     RULE_LABELS,
+    RULE_PARAMETER,
     curve_points,
     has_task_curve,
     knee_by_degree,
@@ -76,6 +77,22 @@ RULE_HELP = {
 }
 
 
+RULE_SLIDERS = {  # rule: (label, maximum, step, help) of its one parameter's slider
+    "mmr": (
+        "λ (salience weight)",
+        1.0,
+        0.05,
+        "1 = gradient pruning; 0 = the most spread-out heads.",
+    ),
+    "salience-radius": (
+        "Radius (distance quantile)",
+        0.5,
+        0.01,
+        "Heads closer than this quantile of all pairwise head distances are redundant.",
+    ),
+}
+
+
 def rule_control(view) -> tuple:
     """Which heads to keep once the knee says how many: the rule and its one parameter."""
     current = dict(current_rule(view))
@@ -90,24 +107,17 @@ def rule_control(view) -> tuple:
         + " ".join(f"{RULE_LABELS[r]}: {h}" for r, h in RULE_HELP.items()),
     )
     value = None
-    if name == "mmr":
+    if name in RULE_SLIDERS:
+        parameter = RULE_PARAMETER[name]
+        label, top, step, help_text = RULE_SLIDERS[name]
         value = right.slider(
-            "λ (salience weight)",
+            label,
             0.0,
-            1.0,
-            float(current.get("mmr_lambda", view.config.mmr_lambda)),
-            0.05,
-            key=f"mmr_lambda::{view.path}",
-        )
-    elif name == "salience-radius":
-        value = right.slider(
-            "Radius (distance quantile)",
-            0.0,
-            0.5,
-            float(current.get("radius_quantile", view.config.radius_quantile)),
-            0.01,
-            key=f"radius_quantile::{view.path}",
-            help="Heads closer than this quantile of all pairwise head distances are redundant.",
+            top,
+            float(current.get(parameter, getattr(view.config, parameter))),
+            step,
+            key=f"{parameter}::{view.path}",
+            help=help_text,
         )
     rule = rule_settings(name, value)
     set_rule(view, rule)

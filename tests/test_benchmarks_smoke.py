@@ -161,3 +161,41 @@ def test_report_statistics_on_known_records(monkeypatch):
     assert mean == pytest.approx(0.1) and std == pytest.approx(0.1)
     line = report.claim1_line("sst5", "test", {"0.1": (0.1, 0.1), "0.2": (-0.02, 0.01)})
     assert "held partly" in line and "within the seed spread" in line and "behind, beyond" in line
+
+
+def test_goal_verdict_on_known_records(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import report
+
+    def records(mmr_margin: float) -> list[dict]:
+        out = []
+        for task in ("sst5", "mnli"):
+            for budget in (0.1, 0.2, 0.3):
+                for seed in (0, 1):
+                    for retune in (True, False):
+                        for method, acc in (
+                            ("gradient", 0.4),
+                            ("cahp", 0.39),
+                            ("cahp-mmr", 0.4 + mmr_margin),
+                        ):
+                            out.append(
+                                {
+                                    "task": task,
+                                    "split": "x",
+                                    "budget_frac": budget,
+                                    "seed": seed,
+                                    "retune": retune,
+                                    "protocol": "cpu",
+                                    "method": method,
+                                    "accuracy": acc,
+                                    "heads": 7,
+                                }
+                            )
+        return out
+
+    met = "\n".join(report.goal_lines(records(0.03)))
+    assert "**Met** by MMR." in met and "| MMR | +0.030 |" in met
+    missed = "\n".join(report.goal_lines(records(0.01)))
+    assert "**Not met.**" in missed and "the closest is MMR" in missed
+    assert "MMR is ahead of gradient on average on both tasks" in missed
+    assert "CAHP (paper) mnli -0.010, sst5 -0.010" in missed

@@ -270,3 +270,17 @@ def test_a_run_from_before_the_seed_sweep_says_how_to_recluster_and_recluster_wo
     assert len(RunView(old).clusterings) == 2
     stages = json.loads((old / "manifest.json").read_text())["stages"]
     assert stages["finetune"] == manifest["stages"]["finetune"]  # the model is kept
+
+
+def test_a_rule_without_distances_is_a_one_line_error(demo, capsys, tmp_path):
+    import shutil
+
+    base, run, _ = demo
+    copy = tmp_path / "no-distances"
+    shutil.copytree(run, copy)
+    (copy / "distances.npz").unlink()
+    out = tmp_path / "out"
+    assert main(["export", str(copy), "--degree", "3", "--rule", "mmr", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the mmr rule needs the run's head distances") and "\n" not in err
+    assert not out.exists()
