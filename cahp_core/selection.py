@@ -255,7 +255,14 @@ class CAHPSelector:
     ``quality_knee_result_`` (the consensus seed's), ``quality_knee_by_seed_`` ({seed:
     KneeResult}), ``performance_knee_result_`` (None without a performance curve), ``knee_by_seed_``, ``heads_by_seed_``, ``support_by_seed_`` (bool [S, L, H]),
     ``knee_spread_``, ``labels_`` (cluster of every head at the knee), ``support_`` (bool
-    [layers, heads]), ``kept_per_layer_``, ``n_heads_kept_``, ``salience_``.
+    [layers, heads]), ``kept_per_layer_``, ``n_heads_kept_``, ``salience_``,
+    ``head_distance_`` ([N, N] or None).
+
+    ``rule`` says which heads to keep once the knee says how many: ``"complementary"`` (the
+    paper, default), ``"salience-radius"`` (``radius_quantile``) or ``"mmr"``
+    (``mmr_lambda``); the two variants keep as many heads as the paper's rule at the same
+    knee and need the head distances (``fit`` has them; ``fit_from_clustering(...,
+    distance=)``). See docs/selection.md.
     """
 
     def __init__(

@@ -187,7 +187,12 @@ if view is not None:
         "n/a" if expected is None else f"{expected:.3f}",
         None if expected is None or full is None else f"{expected - full:+.3f} vs full",
         help="Masked validation accuracy before fine-tuning, interpolated from the run's "
-        "measured task curve (CAHP selections).",
+        "measured task curve (CAHP selections by the paper's rule"
+        + (
+            ")."
+            if dict(rule)["rule"] == "complementary"
+            else "; this rule keeps as many heads but other ones, so read it as a guide)."
+        ),
     )
     if chosen.knee.fallback:
         st.warning(
