@@ -44,7 +44,7 @@ class RunConfig:
     n_seeds: int = 5  # clustering seeds seed, seed + 1, ...; export uses their consensus
     rule: str = "complementary"  # which heads, given the knee's count (SELECTION_RULES)
     radius_quantile: float = 0.1  # salience-radius: redundant below this distance quantile
-    mmr_lambda: float = 0.7  # mmr: weight of salience against diversity
+    mmr_lambda: float = 0.3  # mmr: salience weight; chosen on SST-5 validation (benchmarks)
     perplexity: float = 10.0
     graph_neighbors: int = 5
     curve_points: int = 12  # masked-accuracy grid of the task-performance curve

@@ -281,7 +281,7 @@ class CAHPSelector:
         n_neighbors: int = 5,
         rule: str = "complementary",
         radius_quantile: float = 0.1,
-        mmr_lambda: float = 0.7,
+        mmr_lambda: float = 0.3,
     ):
         self.degree = degree
         self.clustering = clustering

@@ -149,7 +149,7 @@ def test_the_selection_rule_keeps_the_knee_count_and_the_export_follows(env, tin
     rule.set_value("mmr").run()
     assert not at.exception
     lam = at.slider(key=f"mmr_lambda::{tiny_view.path}")
-    assert lam.value == 0.7
+    assert lam.value == 0.3  # the default chosen on validation data
     lam.set_value(0.5).run()
     chosen = tiny_view.selector(degree, "quality", {"rule": "mmr", "mmr_lambda": 0.5})
     assert chosen.n_heads_kept_ == paper.n_heads_kept_  # the knee says how many
