@@ -457,6 +457,7 @@ def main() -> None:
         for key, keep, selector in measurements:
             measure(ctx, key, keep, selector, evaluator, prune_train, not args.masked_only, cache)
         references += full_model_records(task, protocol, evaluator, int(salience.raw.size))
+        cache.refresh()  # a --reverse partner may have finished measurements since
         records += [r for r in cache.records if r["seed"] in seeds]
     write_results(
         "proximity",
