@@ -269,7 +269,8 @@ def performance_records(task, config, results, salience, curves, degrees) -> lis
 
 def run_task(task: str, smoke: bool, seeds, degrees, clock) -> tuple[list[dict], dict]:
     start = time.perf_counter()
-    ctx, salience, distances = prepare(task, smoke)
+    ctx, salience, _, by_distance = prepare(task, "cpu", smoke, "cpu")  # the CPU protocol's run
+    distances = by_distance["jm"]
     prepared = time.perf_counter() - start
     clock.say(f"{task}: fine-tuned model, salience and distances ready ({prepared:.0f} s)")
     config = ctx.config
@@ -300,7 +301,7 @@ def run_task(task: str, smoke: bool, seeds, degrees, clock) -> tuple[list[dict],
         "prepare_seconds": round(prepared, 1),  # ~0 once the stages below are cached
         "stage_seconds": ctx.run.stage_seconds(),  # fine-tune, salience, ... when first run
         "knee_seconds": round(time.perf_counter() - start - prepared, 1),
-        "settings": SMOKE if smoke else SETTINGS[task]["config"],
+        "settings": SMOKE if smoke else SETTINGS["cpu"][task]["config"],
     }
     return records, meta
 
