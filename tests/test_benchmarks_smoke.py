@@ -194,8 +194,8 @@ def test_goal_verdict_on_known_records(monkeypatch):
         return out
 
     met = "\n".join(report.goal_lines(records(0.03)))
-    assert "**Met** by MMR." in met and "| MMR | +0.030 |" in met
+    assert "**Met** by MMR." in met and "| MMR | mnli, sst5 (2) | +0.030 |" in met
     missed = "\n".join(report.goal_lines(records(0.01)))
-    assert "**Not met.**" in missed and "the closest is MMR" in missed
+    assert "**Not met.**" in missed and "the closest re-tuned on both tasks is MMR" in missed
     assert "MMR is ahead of gradient on average on both tasks" in missed
     assert "CAHP (paper) mnli -0.010, sst5 -0.010" in missed
