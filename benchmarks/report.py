@@ -270,8 +270,9 @@ def goal_lines(quality: list[dict]) -> list[str]:
         if margins["retuned"]:
             worst[method] = {k: min(v) if v else None for k, v in margins.items()}
             retuned = frame[frame["retune"] & (frame["method"] == method)]
-            worst[method]["tasks"] = sorted(set(retuned["task"]))
-            worst[method]["seeds"] = int(retuned["seed"].nunique())
+            seeds = retuned.groupby("task")["seed"].nunique()
+            worst[method]["tasks"] = sorted(seeds.index)
+            worst[method]["coverage"] = ", ".join(f"{t} ({n})" for t, n in seeds.items())
     if not worst:
         return []
     tasks = set(frame[frame["retune"]]["task"])
@@ -296,7 +297,7 @@ def goal_lines(quality: list[dict]) -> list[str]:
     for method, w in worst.items():
         masked = w["masked"]
         lines.append(
-            f"| {CAHP_VARIANTS[method]} | {', '.join(w['tasks'])} ({w['seeds']}) | "
+            f"| {CAHP_VARIANTS[method]} | {w['coverage']} | "
             f"{w['retuned'][0]:+.3f} | {w['retuned'][1]} | "
             + (f"{masked[0]:+.3f} | {masked[1]} |" if masked else "– | – |")
         )

@@ -194,7 +194,7 @@ def test_goal_verdict_on_known_records(monkeypatch):
         return out
 
     met = "\n".join(report.goal_lines(records(0.03)))
-    assert "**Met** by MMR." in met and "| MMR | mnli, sst5 (2) | +0.030 |" in met
+    assert "**Met** by MMR." in met and "| MMR | mnli (2), sst5 (2) | +0.030 |" in met
     missed = "\n".join(report.goal_lines(records(0.01)))
     assert "**Not met.**" in missed and "the closest re-tuned on both tasks is MMR" in missed
     assert "MMR is ahead of gradient on average on both tasks" in missed
