@@ -474,10 +474,23 @@ class CAHPSelector:
             knees = [int(c.ks[np.argmin(np.abs(c.ks - k))]) for c in clusterings]
         else:
             knees = [result.knee for result in quality_knees]
-        supports = np.stack(
-            [self._select_in(c, k) for c, k in zip(clusterings, knees, strict=True)]
+        for k, clustering in zip(knees, clusterings, strict=True):
+            if not _whole(k):
+                raise CAHPError(f"k must be a whole number in {clustering.valid_ks()}; got {k!r}")
+        paper = np.stack(
+            [
+                complementary_selection(c.labels_for(int(k)), self.salience_, *self.shape_)
+                for c, k in zip(clusterings, knees, strict=True)
+            ]
         )  # [S, L, H]
-        chosen = consensus_index(supports)
+        # the consensus seed is chosen on the paper's selections, so a rule changes which
+        # heads are kept, never the knee or the head count
+        chosen = consensus_index(paper)
+        supports = (
+            paper
+            if self.rule == "complementary"
+            else np.stack([self._select_n(int(m.sum())) for m in paper])
+        )  # [S, L, H]
         self.support_by_seed_ = supports
         self.knee_by_seed_ = {s: int(k) for s, k in zip(self.seeds_, knees, strict=True)}
         self.heads_by_seed_ = {s: int(m.sum()) for s, m in zip(self.seeds_, supports, strict=True)}
