@@ -53,11 +53,25 @@ def write_results(name: str, records, smoke: bool) -> Path:
     return path
 
 
-def merge_task_records(name: str, records: list[dict], tasks: list[str], smoke: bool) -> list[dict]:
-    """``records`` plus the published records of tasks not run now (running one task keeps the rest)."""
+def read_results(name: str, smoke: bool, default=None):
+    """The published ``result_path(name, smoke)``, or ``default`` if there is none yet."""
     path = result_path(name, smoke)
-    previous = json.loads(path.read_text()) if path.is_file() else []
-    return [r for r in previous if r.get("task") not in tasks] + records
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def merge_task_records(
+    name: str, records: list[dict], tasks: list[str], smoke: bool, protocol: str | None = None
+) -> list[dict]:
+    """``records`` plus the published records of tasks not run now (running one task keeps the
+    rest); with ``protocol``, also those of the same tasks under other protocols (records
+    without one are the CPU protocol's)."""
+    previous = read_results(name, smoke, [])
+    return [
+        r
+        for r in previous
+        if r.get("task") not in tasks
+        or (protocol is not None and r.get("protocol", "cpu") != protocol)
+    ] + records
 
 
 class RecordCache:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import time
 
 import numpy as np
@@ -40,7 +39,7 @@ from common import (
     RecordCache,
     machine,
     merge_task_records,
-    result_path,
+    read_results,
     write_results,
 )
 from quality import SETTINGS, SMOKE, eval_features, prepare
@@ -323,8 +322,7 @@ def main() -> None:
         task_records, tasks_meta[task] = run_task(task, args.smoke, seeds, degrees, clock)
         records += task_records
     write_results("knee", merge_task_records("knee", records, args.tasks, args.smoke), args.smoke)
-    meta_path = result_path("knee_meta", args.smoke)
-    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    previous = read_results("knee_meta", args.smoke, {})
     meta = {
         "machine": machine(),
         "seeds": list(seeds),

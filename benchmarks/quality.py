@@ -39,9 +39,18 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
-from common import WORK, RecordCache, data_dir, machine, write_results
+from common import (
+    WORK,
+    RecordCache,
+    data_dir,
+    machine,
+    merge_task_records,
+    read_results,
+    write_results,
+)
 
 from cahp_core.baselines import same_budget_maps
 from cahp_core.clustering import cluster_heads
@@ -60,7 +69,7 @@ from cahp_core.pipeline import (
 )
 from cahp_core.proximity import depth_stats
 from cahp_core.signatures import HeadSignatures
-from cahp_core.training import classification_metrics, predict_logits, prediction_kl
+from cahp_core.training import evaluate, predict_logits
 
 PROTOCOLS = ("cpu", "paper")
 BASELINES = ("gradient", "random")
@@ -172,8 +181,7 @@ def seed_selector(ctx, salience, signatures, distances, seed: int, **params):
     n_layers, n_heads = salience.raw.shape
     selector = make_selector(config).set_params(seed=seed, n_seeds=1, **params)
     run_distances = distances_for(selector.distance, signatures, distances)
-    options = clustering_options(config, run_distances)
-    options["features"] = run_distances.features if selector.distance == "jm" else None
+    options = clustering_options(replace(config, distance=selector.distance), run_distances)
     clustering = cluster_heads(run_distances.distance, seed=seed, **options)
     # raw salience: the complementary rule only compares heads (any increasing scale gives
     # the same selection); the salience-led rules normalise it per layer like ``gradient``
@@ -208,7 +216,6 @@ class Evaluator:
         self.ctx = ctx
         self.features = features
         full = ctx.finetuned()
-        self.labels = {s: np.array([f["labels"] for f in feats]) for s, feats in features.items()}
         self.full_logits = {
             split: predict_logits(full.model, full.tokenizer, feats)
             for split, feats in features.items()
@@ -216,17 +223,15 @@ class Evaluator:
         self._masked: dict[bytes, dict] = {}
 
     def metrics(self, model, tokenizer, keep=None) -> dict[str, dict]:
-        out = {}
-        for split, feats in self.features.items():
-            logits = predict_logits(model, tokenizer, feats, keep=keep)  # [examples, labels]
-            out[split] = {
-                **classification_metrics(self.labels[split], logits.argmax(-1)),
-                "kl": prediction_kl(self.full_logits[split], logits),
-            }
-        return out
+        return {
+            split: evaluate(
+                model, tokenizer, feats, keep=keep, reference_logits=self.full_logits[split]
+            )
+            for split, feats in self.features.items()
+        }
 
     def masked(self, keep: np.ndarray) -> dict[str, dict]:
-        key = np.packbits(keep).tobytes()
+        key = map_id(keep)
         if key not in self._masked:
             full = self.ctx.finetuned()
             self._masked[key] = self.metrics(full.model, full.tokenizer, keep=keep)
@@ -330,10 +335,7 @@ def choose_lambda(ctx, salience, signatures, distances, distance: str, seed: int
     evaluator = Evaluator(ctx, val)
     n_layers, n_heads = salience.raw.shape
     paper = seed_selector(ctx, salience, signatures, distances, seed)
-    budgets = [
-        int(paper.select_budget(max(n_layers, round(b * n_layers * n_heads))).sum())
-        for b in (0.1, 0.2, 0.3)
-    ]
+    budgets = [int(budget_keep(paper, n_layers, n_heads, b).sum()) for b in (0.1, 0.2, 0.3)]
     scores = {}
     for lam in LAMBDA_GRID:
         selector = seed_selector(
@@ -352,19 +354,6 @@ def choose_lambda(ctx, salience, signatures, distances, distance: str, seed: int
         scores[lam] = float(np.mean(accs))
     best = max(scores, key=lambda lam: (scores[lam], lam))
     return {"distance": distance, "chosen": best, "scores": scores, "budgets": budgets}
-
-
-def merge_records(name: str, records: list[dict], tasks, protocol: str, smoke: bool):
-    """``records`` plus the published records of other (task, protocol) pairs."""
-    import json
-
-    from common import result_path
-
-    path = result_path(name, smoke)
-    previous = json.loads(path.read_text()) if path.is_file() else []
-    return [
-        r for r in previous if r.get("task") not in tasks or r.get("protocol", "cpu") != protocol
-    ] + records
 
 
 def main() -> None:
@@ -424,9 +413,10 @@ def main() -> None:
             if task == LAMBDA_TASK:
                 choice = choose_lambda(ctx, salience, signatures, distances, distance)
                 lambda_choice[f"{protocol}/{distance}"] = choice
-            choice = {**previous_meta(args.smoke).get("mmr_lambda", {}), **lambda_choice}.get(
-                f"{protocol}/{distance}"
-            )
+            choice = {
+                **read_results("quality_meta", args.smoke, {}).get("mmr_lambda", {}),
+                **lambda_choice,
+            }.get(f"{protocol}/{distance}")
             if choice is None:
                 raise SystemExit(
                     f"MMR's lambda is chosen on {LAMBDA_TASK}'s validation split: run "
@@ -461,10 +451,10 @@ def main() -> None:
         records += [r for r in cache.records if r["seed"] in seeds]
     write_results(
         "proximity",
-        merge_records("proximity", proximity, args.tasks, protocol, args.smoke),
+        merge_task_records("proximity", proximity, args.tasks, args.smoke, protocol),
         args.smoke,
     )
-    quality = merge_records("quality", references + records, args.tasks, protocol, args.smoke)
+    quality = merge_task_records("quality", references + records, args.tasks, args.smoke, protocol)
     write_results("quality", quality, args.smoke)
     meta = {
         "machine": machine(),
@@ -473,18 +463,12 @@ def main() -> None:
         "seeds": seeds,
         "methods": CAHP_METHODS,
         "lambda_grid": list(LAMBDA_GRID),
-        "mmr_lambda": {**previous_meta(args.smoke).get("mmr_lambda", {}), **lambda_choice},
+        "mmr_lambda": {
+            **read_results("quality_meta", args.smoke, {}).get("mmr_lambda", {}),
+            **lambda_choice,
+        },
     }
     write_results("quality_meta", meta, args.smoke)
-
-
-def previous_meta(smoke: bool) -> dict:
-    import json
-
-    from common import result_path
-
-    path = result_path("quality_meta", smoke)
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from common import RESULTS, ROOT
 
 from cahp_core.atomic import write_text_atomic
 from cahp_core.selection import spread
+from dashboard.benchmark_results import benchmark_frame  # as the dashboard reads them
 from dashboard.theme import METHOD_COLORS  # one colour per method, as in the dashboard
 
 DOCS = ROOT / "docs"
@@ -65,15 +66,6 @@ CAHP_VARIANTS = {  # benchmarks/quality.py's CAHP methods, in table order
 }
 GOAL_MARGIN = 0.02  # the selection-quality goal: a variant >= gradient + 2 points
 GOAL_BUDGETS = ("0.1", "0.2", "0.3")  # ... at every budget <= 30 %
-
-
-def with_defaults(frame: pd.DataFrame) -> pd.DataFrame:
-    """Records from before protocols and masked records: CPU protocol, re-tuned."""
-    frame = frame.copy()
-    for column, default in (("protocol", "cpu"), ("retune", True), ("kl", float("nan"))):
-        frame[column] = frame[column].fillna(default) if column in frame else default
-    frame["retune"] = frame["retune"].astype(bool)
-    return frame.astype({"budget_frac": str})
 
 
 def budget_order(budget: str) -> float:
@@ -171,7 +163,7 @@ def quality_section(quality: list[dict], write_figures: bool = True) -> tuple[li
     """Per protocol, re-tuned then masked (the retraining-free view): tables per task and
     split, paired differences from gradient, figures. Returns the lines and the claim-1
     verdict inputs (CAHP − gradient after re-tuning at 10 % and 20 %)."""
-    frame = with_defaults(pd.DataFrame(quality))
+    frame = benchmark_frame(pd.DataFrame(quality))
     full = frame[frame["method"] == "full"]
     frame = frame[frame["method"] != "full"]
     out, verdicts = [], []
@@ -240,7 +232,7 @@ def retune_time_lines(part: pd.DataFrame) -> list[str]:
 
 def cahp_knee_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Re-tuned CPU-protocol records of CAHP at its own knee."""
-    frame = with_defaults(frame)
+    frame = benchmark_frame(frame)
     return frame[
         (frame["method"] == "cahp")
         & (frame["budget_frac"] == "knee")
@@ -253,7 +245,7 @@ def goal_lines(quality: list[dict]) -> list[str]:
     """The selection-quality goal, judged on the CPU protocol: some CAHP variant at least
     gradient + 2 points (paired mean) at every budget <= 30 % on SST-5 and MNLI after the
     re-tune, and at least even with gradient masked. Names the closest variant if none."""
-    frame = with_defaults(pd.DataFrame(quality))
+    frame = benchmark_frame(pd.DataFrame(quality))
     frame = frame[(frame["method"] != "full") & (frame["protocol"] == "cpu")]
     if frame.empty:
         return []
@@ -385,7 +377,7 @@ def claim1_line(
 
 
 def proximity_section(proximity: list[dict], write_figures: bool = True) -> tuple[list[str], dict]:
-    frame = with_defaults(pd.DataFrame(proximity))
+    frame = benchmark_frame(pd.DataFrame(proximity))
     frame = frame[frame["protocol"] == "cpu"]  # the paper protocol's maps are the same kind
     frame["middle_third"] = frame["kept_per_layer"].map(middle_third_share)
     stats = (
@@ -942,7 +934,7 @@ def build_report(write_figures: bool = True) -> str:
         lines += proximity_claims(depth)
     lines.append(claim4_line(knee))
     if quality:
-        frame = with_defaults(pd.DataFrame(quality))
+        frame = benchmark_frame(pd.DataFrame(quality))
         knee = cahp_knee_rows(frame)
         full = frame[(frame["method"] == "full") & (frame["protocol"] == "cpu")]
         for (task, split), rows in knee.groupby(["task", "split"]):

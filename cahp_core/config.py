@@ -12,6 +12,7 @@ DISTANCE_METHODS = ("jm", "js")
 QUALITY_METHODS = ("mss", "simplified-silhouette")  # cluster-quality curves (clustering.py)
 # which heads to keep, given how many (selection.py): the paper's, then two variants
 SELECTION_RULES = ("complementary", "salience-radius", "mmr")
+RULE_PARAMETER = {"salience-radius": "radius_quantile", "mmr": "mmr_lambda"}  # its one knob
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from .clustering import (
     clusterings_from_arrays,
     clusterings_to_arrays,
 )
-from .config import EXPORT_ONLY_FIELDS, RunConfig, check_seed_sweep
+from .config import EXPORT_ONLY_FIELDS, RULE_PARAMETER, RunConfig, check_seed_sweep
 from .data import TaskData, load_task, subset, tokenize_records
 from .distances import HeadDistances, head_distances
 from .errors import CAHPError
@@ -48,14 +48,7 @@ from .runs import RunFolder
 from .salience import Salience, gradient_salience
 from .selection import CAHPSelector, performance_points
 from .signatures import HeadSignatures, compute_signatures
-from .training import (
-    FinetuneConfig,
-    classification_metrics,
-    evaluate,
-    finetune,
-    predict_logits,
-    prediction_kl,
-)
+from .training import FinetuneConfig, evaluate, finetune, logit_metrics, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -484,7 +477,7 @@ def task_curve_stage(
         features = ctx.eval_features
         labels = np.array([f["labels"] for f in features])
         full_logits = predict_logits(loaded.model, loaded.tokenizer, features)  # [n, labels]
-        full = {**classification_metrics(labels, full_logits.argmax(-1)), "kl": 0.0}
+        full = logit_metrics(labels, full_logits, full_logits)  # kl 0
         n_total = int(salience.raw.size)
         records = [
             {"k": None, "heads_kept": n_total, "method": m, **_metrics(full)}
@@ -493,11 +486,13 @@ def task_curve_stage(
         for step, k in enumerate(grid):
             ctx.progress("task_curve", step / len(grid), f"masked accuracy at k={k}")
             for method, keep in comparison_maps(clustering, salience, k, c.seed).items():
-                logits = predict_logits(loaded.model, loaded.tokenizer, features, keep=keep)
-                metrics = {
-                    **classification_metrics(labels, logits.argmax(-1)),
-                    "kl": prediction_kl(full_logits, logits),
-                }
+                metrics = evaluate(
+                    loaded.model,
+                    loaded.tokenizer,
+                    features,
+                    keep=keep,
+                    reference_logits=full_logits,
+                )
                 records.append(
                     {"k": k, "heads_kept": int(keep.sum()), "method": method, **_metrics(metrics)}
                 )
@@ -520,8 +515,7 @@ def _knee_summary(result) -> dict | None:
 
 def rule_summary(selector: CAHPSelector) -> dict:
     """The selection rule and the one parameter it uses (none for the paper's rule)."""
-    params = {"salience-radius": "radius_quantile", "mmr": "mmr_lambda"}
-    name = params.get(selector.rule)
+    name = RULE_PARAMETER.get(selector.rule)
     return {"name": selector.rule, **({name: float(getattr(selector, name))} if name else {})}
 
 

@@ -434,17 +434,12 @@ class CAHPSelector:
                     f"the clustering has labels for {clustering.labels.shape[-1]} heads but the "
                     f"model has {n_layers * n_heads}; recompute the clustering stage"
                 )
-        if self.rule != "complementary":
-            total = n_layers * n_heads
-            if distance is None:
-                raise CAHPError(
-                    f"the {self.rule!r} rule needs the head distance matrix; pass distance= "
-                    "(the run's distances.npz) or use rule='complementary'"
-                )
-            distance = np.asarray(distance, dtype=np.float64)
-            if distance.shape != (total, total):
-                raise CAHPError(f"distance has shape {distance.shape}; expected ({total}, {total})")
-        self.head_distance_ = distance  # [N, N] or None
+        if self.rule != "complementary" and distance is None:
+            raise CAHPError(
+                f"the {self.rule!r} rule needs the head distance matrix; pass distance= "
+                "(the run's distances.npz) or use rule='complementary'"
+            )
+        self.head_distance_ = distance  # [N, N] or None; the rules check its shape
         self.distances_ = None
         self.clusterings_ = clusterings
         self.seeds_ = [int(c.seed) for c in clusterings]
@@ -474,23 +469,13 @@ class CAHPSelector:
             knees = [int(c.ks[np.argmin(np.abs(c.ks - k))]) for c in clusterings]
         else:
             knees = [result.knee for result in quality_knees]
-        for k, clustering in zip(knees, clusterings, strict=True):
-            if not _whole(k):
-                raise CAHPError(f"k must be a whole number in {clustering.valid_ks()}; got {k!r}")
         paper = np.stack(
-            [
-                complementary_selection(c.labels_for(int(k)), self.salience_, *self.shape_)
-                for c, k in zip(clusterings, knees, strict=True)
-            ]
+            [self._paper_in(c, k) for c, k in zip(clusterings, knees, strict=True)]
         )  # [S, L, H]
         # the consensus seed is chosen on the paper's selections, so a rule changes which
         # heads are kept, never the knee or the head count
         chosen = consensus_index(paper)
-        supports = (
-            paper
-            if self.rule == "complementary"
-            else np.stack([self._select_n(int(m.sum())) for m in paper])
-        )  # [S, L, H]
+        supports = np.stack([self._apply_rule(m) for m in paper])  # [S, L, H]
         self.support_by_seed_ = supports
         self.knee_by_seed_ = {s: int(k) for s, k in zip(self.seeds_, knees, strict=True)}
         self.heads_by_seed_ = {s: int(m.sum()) for s, m in zip(self.seeds_, supports, strict=True)}
@@ -516,14 +501,20 @@ class CAHPSelector:
         self.n_heads_kept_ = int(self.support_.sum())
         return self
 
-    def _select_in(self, clustering: ClusteringResult, k: int) -> np.ndarray:
+    def _paper_in(self, clustering: ClusteringResult, k: int) -> np.ndarray:
+        """The paper's complementary selection with ``k`` clusters of ``clustering``."""
         if not _whole(k):
             raise CAHPError(f"k must be a whole number in {clustering.valid_ks()}; got {k!r}")
         labels = clustering.labels_for(int(k))
-        keep = complementary_selection(labels, self.salience_, *self.shape_)
-        if self.rule == "complementary":
-            return keep
-        return self._select_n(int(keep.sum()))  # the knee says how many; the rule says which
+        return complementary_selection(labels, self.salience_, *self.shape_)
+
+    def _apply_rule(self, paper: np.ndarray) -> np.ndarray:
+        """The rule's selection of as many heads as the paper's map ``paper`` keeps: the
+        knee says how many, the rule says which."""
+        return paper if self.rule == "complementary" else self._select_n(int(paper.sum()))
+
+    def _select_in(self, clustering: ClusteringResult, k: int) -> np.ndarray:
+        return self._apply_rule(self._paper_in(clustering, k))
 
     def _select_n(self, n_heads: int) -> np.ndarray:
         """Exactly ``n_heads`` heads by a non-complementary rule."""

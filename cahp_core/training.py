@@ -183,6 +183,17 @@ def prediction_kl(reference_logits: np.ndarray, logits: np.ndarray) -> float:
     return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1)))
 
 
+def logit_metrics(
+    labels: np.ndarray, logits: np.ndarray, reference_logits: np.ndarray | None = None
+) -> dict:
+    """``classification_metrics`` of the logits' predictions, plus ``kl`` (``prediction_kl``
+    from ``reference_logits``) when a reference is given. Logits ``[examples, labels]``."""
+    metrics = classification_metrics(labels, logits.argmax(-1))
+    if reference_logits is not None:
+        metrics["kl"] = prediction_kl(reference_logits, logits)
+    return metrics
+
+
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
     """Accuracy, macro-F1 and the number of examples."""
     return {
@@ -200,15 +211,17 @@ def evaluate(
     batch_size: int = 64,
     keep: np.ndarray | None = None,
     show_progress: bool = False,
+    reference_logits: np.ndarray | None = None,
 ) -> dict:
-    """Accuracy and macro-F1 of ``model`` on tokenised features (with an optional head mask)."""
+    """Accuracy and macro-F1 of ``model`` on tokenised features (with an optional head mask),
+    plus ``kl`` from ``reference_logits`` ``[examples, labels]`` when given."""
     if len(features) == 0:
         raise CAHPError("the evaluation split is empty; pass more data or a larger --max-eval")
     labels = np.array([f["labels"] for f in features])
-    predictions = predict(
+    logits = predict_logits(
         model, tokenizer, features, batch_size=batch_size, keep=keep, show_progress=show_progress
     )
-    return classification_metrics(labels, predictions)
+    return logit_metrics(labels, logits, reference_logits)
 
 
 def quiet_transformers() -> None:

@@ -16,6 +16,7 @@ from cahp_core.proximity import compare_depths
 from cahp_core.results import RunView
 
 from . import figures
+from .benchmark_results import benchmark_frame
 from .selection_view import CURVE_NAMES, QUALITY_LABELS, DegreeView, method_maps, rule_text
 from .theme import DEPTH_LABELS, METHOD_LABELS
 
@@ -152,13 +153,8 @@ def quality_summary(path: Path) -> pd.DataFrame:
     """benchmarks/quality.py results: mean accuracy, macro-F1 and KL (with the accuracy's
     std and the number of seeds) per protocol, re-tune or not, task, split, budget and
     method (the full model left out). Records from before protocols count as CPU, re-tuned."""
-    frame = pd.DataFrame(json.loads(Path(path).read_text()))
-    frame = frame[frame["method"] != "full"].astype({"budget_frac": str})
-    for column, default in (("protocol", "cpu"), ("retune", True)):
-        frame[column] = frame[column].fillna(default) if column in frame else default
-    for column in ("macro_f1", "kl"):
-        if column not in frame:
-            frame[column] = float("nan")
+    frame = benchmark_frame(pd.DataFrame(json.loads(Path(path).read_text())))
+    frame = frame[frame["method"] != "full"]
     frame["method"] = frame["method"].map(lambda m: METHOD_LABELS.get(m, m))
     frame["retune"] = frame["retune"].map({True: "re-tuned", False: "masked"})
     keys = ["protocol", "retune", "task", "split", "budget_frac", "method"]

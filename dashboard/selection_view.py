@@ -15,6 +15,7 @@ import numpy as np
 import streamlit as st
 
 from cahp_core.baselines import same_budget_maps
+from cahp_core.config import RULE_PARAMETER
 from cahp_core.errors import CAHPError
 from cahp_core.knee import KneeResult
 from cahp_core.results import RunView
@@ -29,7 +30,6 @@ RULE_LABELS = {
     "salience-radius": "Salience, skip near duplicates",
     "mmr": "Salience–diversity trade-off (MMR)",
 }
-RULE_PARAMETER = {"salience-radius": "radius_quantile", "mmr": "mmr_lambda"}
 QUALITY_LABELS = {
     "mss": "mean simplified silhouette (MSS)",
     "simplified-silhouette": "simplified silhouette",

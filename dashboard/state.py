@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cahp_core.config import RULE_PARAMETER
 from cahp_core.errors import CAHPError
 from cahp_core.results import RunView
 from cahp_core.runs import list_runs
@@ -16,7 +17,6 @@ from .selection_view import (
     CURVE_LABELS,
     MAX_DEGREE,
     MIN_DEGREE,
-    RULE_PARAMETER,
     DegreeView,
     curve_points,
     degree_view,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from cahp_core.config import RULE_PARAMETER
 from dashboard import figures
 from dashboard.report import knee_figure
 from dashboard.selection_view import (
@@ -14,7 +15,6 @@ from dashboard.selection_view import (
     MIN_DEGREE,
     QUALITY_LABELS,
     RULE_LABELS,
-    RULE_PARAMETER,
     curve_points,
     has_task_curve,
     knee_by_degree,
