@@ -159,11 +159,12 @@ def prepare(task: str, protocol: str, smoke: bool, device: str):
         preset="benchmark",
         **overrides,
     ).validate()
-    ctx = open_context(WORK / run_name(task, protocol, smoke), config)
-    ensure_finetuned(ctx)
-    salience = salience_stage(ctx)
-    signatures = signatures_stage(ctx)
-    distances = {"jm": distances_stage(ctx, signatures)}
+    # a second benchmark process (--reverse) waits here until the first has prepared the run
+    with open_context(WORK / run_name(task, protocol, smoke), config, timeout=24 * 3600) as ctx:
+        ensure_finetuned(ctx)
+        salience = salience_stage(ctx)
+        signatures = signatures_stage(ctx)
+        distances = {"jm": distances_stage(ctx, signatures)}
     return ctx, salience, signatures, distances
 
 

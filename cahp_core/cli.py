@@ -32,38 +32,57 @@ QUICK_HELP = (
 )
 
 
-def _progress_printer(progress_json: str | None = None):
-    """A pipeline progress callback: one line per stage event, plus an optional JSON file
-    (``--progress-json``) that the dashboard polls while the run works in another process."""
-    import time
+class ProgressPrinter:
+    """A pipeline progress callback: one line per notable stage event on stderr, plus an
+    optional JSON file (``--progress-json``) that the dashboard polls while the job works in
+    another process.
 
-    from .atomic import write_json_atomic
+    The file holds a :class:`~cahp_core.progress.ProgressTracker` snapshot: a monotone
+    overall fraction weighted by the stage costs measured in ``runs_root``'s finished runs
+    (a default table before the first), elapsed time and ETA."""
 
-    last: dict[str, str] = {}
-    state = {"stages": {}, "written": 0.0}
+    def __init__(
+        self,
+        progress_json: str | None = None,
+        stages: tuple[str, ...] | None = None,
+        runs_root: str | Path | None = None,
+        preset: str | None = None,
+    ):
+        from .pipeline import STAGES
+        from .progress import ProgressTracker, measured_history, stage_weights
 
-    def progress(stage: str, fraction: float, message: str) -> None:
-        notable = fraction in (0.0, 1.0) or "reused" in message or last.get(stage) is None
-        if notable and last.get(stage) != message:
+        stages = tuple(stages or STAGES)
+        history = measured_history(runs_root, preset) if runs_root else []
+        self.tracker = ProgressTracker(stages, stage_weights(stages, history))
+        self.history_runs = len(history)  # 0: the default stage-cost table
+        self.path = Path(progress_json) if progress_json else None
+        self._last: dict[str, str] = {}
+        self._written = 0.0
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        import time
+
+        last = self._last.get(stage)
+        notable = fraction in (0.0, 1.0) or "reused" in message or last is None
+        if notable and last != message:
             print(f"[{stage}] {message}", file=sys.stderr, flush=True)
-        last[stage] = message
-        if progress_json:
-            state["stages"][stage] = {"fraction": fraction, "message": message}
-            now = time.monotonic()
-            if fraction in (0.0, 1.0) or now - state["written"] > 0.5:
-                write_json_atomic(
-                    Path(progress_json),
-                    {
-                        "stage": stage,
-                        "fraction": fraction,
-                        "message": message,
-                        "stages": state["stages"],
-                        "pid": os.getpid(),
-                    },
-                )
-                state["written"] = now
+        self._last[stage] = message
+        snapshot = self.tracker.update(stage, fraction, message)
+        now = time.monotonic()
+        if fraction in (0.0, 1.0) or now - self._written > 0.5:
+            self._write(snapshot)
+            self._written = now
 
-    return progress
+    def finish(self) -> None:
+        """Record the job as complete (every stage at 100 %)."""
+        self._write(self.tracker.finish())
+
+    def _write(self, snapshot: dict) -> None:
+        from .atomic import write_json_atomic
+
+        if self.path is not None:
+            record = {**snapshot, "pid": os.getpid(), "history_runs": self.history_runs}
+            write_json_atomic(self.path, record)
 
 
 def _add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -247,7 +266,8 @@ def cmd_prune(args) -> int:
     pruned = LoadedModel(
         remove_heads(copy.deepcopy(loaded.model), keep), loaded.tokenizer, str(source)
     )
-    out = save_pruned(pruned, keep, args.out, extra={"source": str(source)})
+    extra = {"source": str(source), "method": "manual", "command": args.command_line}
+    out = save_pruned(pruned, keep, args.out, extra=extra)
     if args.onnx:
         export_onnx(pruned.model, pruned.tokenizer, out / ONNX_FILE)
     after = count_parameters(pruned.model)
@@ -297,7 +317,11 @@ def cmd_run(args) -> int:
         salience_fraction=args.salience_fraction,
         trust_remote_code=args.trust_remote_code or None,
     )
-    summary = run_pipeline(config, args.out, progress=_progress_printer(args.progress_json))
+    printer = ProgressPrinter(
+        args.progress_json, runs_root=Path(args.out).parent, preset=args.preset
+    )
+    summary = run_pipeline(config, args.out, progress=printer)
+    printer.finish()
     _print_summary(summary, args.out)
     return 0
 
@@ -334,9 +358,10 @@ def _print_summary(summary: dict, out: str) -> None:
 def cmd_recluster(args) -> int:
     from .pipeline import recluster_run
 
+    printer = ProgressPrinter(args.progress_json, runs_root=Path(args.run).parent)
     summary = recluster_run(
         args.run,
-        _progress_printer(args.progress_json),
+        printer,
         n_seeds=args.seeds,
         quality=args.quality,
         degree=args.degree,
@@ -345,6 +370,7 @@ def cmd_recluster(args) -> int:
         radius_quantile=args.radius_quantile,
         mmr_lambda=args.mmr_lambda,
     )
+    printer.finish()
     _print_summary(summary, args.run)
     return 0
 
@@ -352,7 +378,7 @@ def cmd_recluster(args) -> int:
 def cmd_diagnose(args) -> int:
     from .pipeline import diagnose_run
 
-    result = diagnose_run(args.run, _progress_printer())
+    result = diagnose_run(args.run, ProgressPrinter(stages=("diagnostics",)))
     agreement = ", ".join(f"{d.upper()} {v:.2f}" for d, v in result["mean_agreement"].items())
     print(
         f"split-half agreement (adjusted Rand, 1 = identical): {agreement}; JM distances vs "
@@ -366,7 +392,7 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .pipeline import export_with_degree
+    from .pipeline import EXPORT_STAGES, export_with_degree
 
     def announce(record: dict) -> None:
         fallback = " (fallback: " + record["knee_reason"] + ")" if record["knee_fallback"] else ""
@@ -379,6 +405,9 @@ def cmd_export(args) -> int:
             flush=True,
         )
 
+    printer = ProgressPrinter(
+        args.progress_json, stages=EXPORT_STAGES, runs_root=Path(args.run).parent
+    )
     info = export_with_degree(
         args.run,
         args.degree,
@@ -388,9 +417,10 @@ def cmd_export(args) -> int:
         radius_quantile=args.radius_quantile,
         mmr_lambda=args.mmr_lambda,
         onnx=args.onnx,
-        progress=_progress_printer(),
+        progress=printer,
         announce=announce,
     )
+    printer.finish()
     print(
         json.dumps(
             {
@@ -415,24 +445,26 @@ def cmd_baseline(args) -> int:
     from .baselines import gradient_selection, random_selection
     from .pipeline import load_context, salience_stage
 
-    ctx = load_context(args.run, _progress_printer())
-    salience = salience_stage(ctx) if not ctx.run.is_done("salience") else None
-    if salience is None:
-        from .salience import Salience
-
-        salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
-    n_layers, n_heads = salience.raw.shape
-    if args.method == "gradient":
-        keep = gradient_selection(
-            salience.raw, args.heads, normalise_per_layer=not args.no_layer_norm
-        )
-    else:
-        if not 1 <= args.heads <= n_layers * n_heads:
-            raise CAHPError(f"--heads must be between 1 and {n_layers * n_heads}; got {args.heads}")
-        keep = random_selection(n_layers, n_heads, args.heads, args.seed)
-    from .pipeline import export_selection
-
+    ctx = load_context(args.run, ProgressPrinter(stages=("finetune", "salience", "baseline")))
     with ctx.run.lock():
+        salience = salience_stage(ctx) if not ctx.run.is_done("salience") else None
+        if salience is None:
+            from .salience import Salience
+
+            salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
+        n_layers, n_heads = salience.raw.shape
+        if args.method == "gradient":
+            keep = gradient_selection(
+                salience.raw, args.heads, normalise_per_layer=not args.no_layer_norm
+            )
+        else:
+            if not 1 <= args.heads <= n_layers * n_heads:
+                raise CAHPError(
+                    f"--heads must be between 1 and {n_layers * n_heads}; got {args.heads}"
+                )
+            keep = random_selection(n_layers, n_heads, args.heads, args.seed)
+        from .pipeline import export_selection
+
         info = export_selection(
             ctx,
             keep,
@@ -443,6 +475,7 @@ def cmd_baseline(args) -> int:
                 "method": args.method,
                 "seed": args.seed,
                 "normalise_per_layer": args.method == "gradient" and not args.no_layer_norm,
+                "command": args.command_line,
             },
         )
     print(
@@ -589,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rule_args(p)
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true")
+    p.add_argument("--progress-json", help="also write live progress to this JSON file")
     p.set_defaults(func=cmd_export)
 
     p = add(
@@ -642,8 +676,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    """SIGTERM (the dashboard's cancel button) unwinds like Ctrl-C: temporary folders are
+    removed, the run lock is released and no half-written folder is left."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import shlex
+    import signal
+    import threading
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["cahp", *argv])
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+    if previous is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _dispatch(args)
+    finally:
+        if previous is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args) -> int:
+    """Run the chosen command; engine errors become one ``error:`` line and exit code 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"

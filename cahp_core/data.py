@@ -115,42 +115,64 @@ def custom_task(
 # ------------------------------------------------------------------ reading files
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, where: str) -> str:
     if not path.is_file():
-        raise DataError(f"data file {path} not found; check the path or --data-dir")
+        raise DataError(f"data file {where} not found; check the path or --data-dir")
     if path.stat().st_size > MAX_FILE_BYTES:
-        raise DataError(f"{path} is larger than 2 GiB; pass a smaller file or subset it")
+        raise DataError(f"{where} is larger than 2 GiB; pass a smaller file or subset it")
+    return decode_text(path.read_bytes(), where)
+
+
+def decode_text(data: bytes, where: str) -> str:
+    """UTF-8 text (a leading BOM dropped); a DataError naming the line of a bad byte."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise DataError(
-            f"{path} is not UTF-8 text (bad byte at position {exc.start}); re-save it as UTF-8"
+            f"{where} is not UTF-8 text (bad byte at position {exc.start}, line {line}); "
+            "re-save it as UTF-8"
         ) from None
 
 
-def _parse_csv(text: str, path: Path) -> list[dict]:
+def _parse_csv(text: str, where: str) -> tuple[list[dict], list[int]]:
     if csv.field_size_limit() < len(text):  # very long texts are fine (truncated later)
         csv.field_size_limit(len(text))
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header: list[str] | None = None
+    records: list[dict] = []
+    lines: list[int] = []
     try:
-        if reader.fieldnames is not None:
-            reader.fieldnames = [name.strip() for name in reader.fieldnames]
-        records = list(reader)
+        while True:
+            start = reader.line_num + 1  # a quoted field may span several lines
+            fields = next(reader, None)
+            if fields is None:
+                break
+            if not fields:  # a blank line
+                continue
+            if header is None:
+                header = [name.strip() for name in fields]
+                continue
+            if len(fields) > len(header):
+                raise DataError(
+                    f"{where} line {start} has more fields than the header "
+                    f"({len(fields)} > {len(header)}); quote texts that contain commas"
+                )
+            record = dict(zip(header, fields, strict=False))
+            if len(fields) < len(header):  # a short row: its last columns have no value
+                record.update(dict.fromkeys(header[len(fields) :]))
+            records.append(record)
+            lines.append(start)
     except csv.Error as exc:
         raise DataError(
-            f"{path} line {reader.line_num} is not valid CSV ({exc}); re-export it as CSV"
+            f"{where} line {reader.line_num} is not valid CSV ({exc}); re-export it as CSV"
         ) from None
-    for row, record in enumerate(records, start=1):
-        if None in record:  # more fields than header names
-            raise DataError(
-                f"{path} row {row} has more fields than the header ({len(reader.fieldnames)}); "
-                "quote texts that contain commas"
-            )
-    return records
+    return records, lines
 
 
-def _parse_jsonl(text: str, path: Path) -> list[dict]:
-    records = []
+def _parse_jsonl(text: str, where: str) -> tuple[list[dict], list[int]]:
+    records: list[dict] = []
+    lines: list[int] = []
     # split on "\n" only: str.splitlines would also split inside texts holding U+2028 etc.
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -159,21 +181,39 @@ def _parse_jsonl(text: str, path: Path) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(
-                f"{path} line {number} is not valid JSON ({exc.msg}); write one JSON object a line"
+                f"{where} line {number} is not valid JSON ({exc.msg}); write one JSON object a line"
+            ) from None
+        except RecursionError:
+            raise DataError(
+                f"{where} line {number} nests JSON too deeply; write one flat object a line"
             ) from None
         if not isinstance(record, dict):
-            raise DataError(f"{path} line {number} is not a JSON object; write one object a line")
+            raise DataError(f"{where} line {number} is not a JSON object; write one object a line")
         records.append(record)
-    return records
+        lines.append(number)
+    return records, lines
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """Rows of a ``.jsonl`` or ``.csv`` file as dicts (not yet validated)."""
+def parse_text(text: str, suffix: str, where: str) -> tuple[list[dict], list[int]]:
+    """Rows of CSV or JSON Lines ``text`` as dicts, with the file line each row starts on."""
+    return _parse_csv(text, where) if suffix.lower() == ".csv" else _parse_jsonl(text, where)
+
+
+def read_rows(path: str | os.PathLike, name: str | None = None) -> tuple[list[dict], list[int]]:
+    """Rows of a ``.jsonl`` or ``.csv`` file and their line numbers (not yet validated).
+
+    ``name`` is how messages call the file (default: its path), e.g. an upload's own name.
+    """
     path = Path(path)
+    where = name or str(path)
     if path.suffix.lower() not in DATA_SUFFIXES:
-        raise DataError(f"{path}: unknown format {path.suffix!r}; use a .jsonl or .csv file")
-    text = _read_text(path)
-    return _parse_csv(text, path) if path.suffix.lower() == ".csv" else _parse_jsonl(text, path)
+        raise DataError(f"{where}: unknown format {path.suffix!r}; use a .jsonl or .csv file")
+    return parse_text(_read_text(path, where), path.suffix, where)
+
+
+def read_records(path: str | os.PathLike, name: str | None = None) -> list[dict]:
+    """Rows of a ``.jsonl`` or ``.csv`` file as dicts (not yet validated)."""
+    return read_rows(path, name)[0]
 
 
 def split_files(folder: str | os.PathLike) -> dict[str, Path]:
@@ -209,10 +249,36 @@ def as_int_label(label: object) -> int | None:
     return None
 
 
-def validate_records(records: list[dict], spec: TaskSpec, where: str) -> list[dict]:
+def _column_fix(spec: TaskSpec, missing: Sequence[str], pickers: bool) -> str:
+    """What to do about columns a file lacks: pick others, pass flags, or rename them."""
+    if pickers:
+        return "pick the text and label columns among them"
+    if spec.name != "custom":
+        needed = ", ".join((*spec.text_columns, spec.label_column))
+        return (
+            f"task {spec.name} reads {needed}: rename them, or use --task custom with "
+            "--text-columns and --label-column"
+        )
+    flags = []
+    if set(missing) & set(spec.text_columns):
+        flags.append("--text-columns with one or two of them (a or a,b)")
+    if spec.label_column in missing:
+        flags.append("--label-column with the one holding the class ids 0, 1, 2, ...")
+    return "pass " + " and ".join(flags)
+
+
+def validate_records(
+    records: list[dict],
+    spec: TaskSpec,
+    where: str,
+    lines: Sequence[int] | None = None,
+    pickers: bool = False,
+) -> list[dict]:
     """Keep the task's columns, with an int ``label`` in range; a clear error otherwise.
 
-    ``where`` names the file (or split) in messages.
+    ``where`` names the file (or split) in messages, ``lines`` the file line of each record
+    (messages say "row N" without it). ``pickers``: the user picks columns in the dashboard
+    rather than with the CLI's flags.
     """
     if not records:
         raise DataError(f"{where} is empty; it needs at least one example")
@@ -221,28 +287,33 @@ def validate_records(records: list[dict], spec: TaskSpec, where: str) -> list[di
     if missing:
         raise DataError(
             f"{where} has no column(s) {', '.join(missing)}; columns found: "
-            f"{', '.join(map(str, records[0])) or 'none'}; rename them or pass "
-            "--text-columns/--label-column"
+            f"{', '.join(map(str, records[0])) or 'none'}; " + _column_fix(spec, missing, pickers)
         )
+    other_column = (
+        "pick the column that holds them as the label column"
+        if pickers
+        else "pass --label-column naming the column that holds them"
+    )
     cleaned = []
-    for row, record in enumerate(records, start=1):
+    for index, record in enumerate(records):
+        at = f"{where} line {lines[index]}" if lines else f"{where} row {index + 1}"
         absent = [c for c in needed if record.get(c) is None]
         if absent:
             raise DataError(
-                f"{where} row {row} has no value for column(s) {', '.join(absent)}; fill it in "
+                f"{at} has no value for column(s) {', '.join(absent)}; fill it in "
                 "(in a CSV file look for a short row or an unclosed quote)"
             )
         label = record[spec.label_column]
         value = as_int_label(label)
         if value is None:
+            fix = f" or {other_column}" if spec.name == "custom" else ""
             raise DataError(
-                f"{where} row {row}: label {label!r} is not an integer; use class ids 0, 1, 2, ..."
+                f"{at}: label {label!r} is not an integer (column {spec.label_column!r}); "
+                f"use class ids 0, 1, 2, ...{fix}"
             )
         if value < 0 or (spec.num_labels and value >= spec.num_labels):
             top = f"0..{spec.num_labels - 1}" if spec.num_labels else "0 or above"
-            raise DataError(
-                f"{where} row {row}: label {value} is outside {top} for task {spec.name}"
-            )
+            raise DataError(f"{at}: label {value} is outside {top} for task {spec.name}")
         texts = {c: str(record[c]) for c in spec.text_columns}
         cleaned.append({**texts, "label": value})
     return cleaned
@@ -288,6 +359,34 @@ def _from_hub(spec: TaskSpec) -> dict[str, list[dict]]:
     }
 
 
+def peek_columns(path: Path) -> list[str]:
+    """Column names on the first line of a data file ([] when it cannot be read)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16).decode("utf-8-sig", errors="replace")
+    except OSError:
+        return []
+    first = next((line for line in head.split("\n") if line.strip()), "")
+    if path.suffix.lower() == ".csv":
+        return [c.strip() for c in next(csv.reader([first]), []) if c.strip()]
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return []
+    return list(record) if isinstance(record, dict) else []
+
+
+def _columns_found(data_dir: str | os.PathLike | None) -> str:
+    """The "; columns found in train.csv: a, b" tail of a message ("" when unknown)."""
+    try:
+        files = split_files(data_dir) if data_dir is not None else {}
+    except DataError:
+        return ""
+    path = files.get("train") or next(iter(files.values()), None)
+    columns = peek_columns(path) if path is not None else []
+    return f"; columns found in {path.name}: {', '.join(columns)}" if columns else ""
+
+
 def _resolve_spec(
     name_or_spec: str | TaskSpec,
     data_dir: str | os.PathLike | None,
@@ -300,8 +399,9 @@ def _resolve_spec(
     if name_or_spec == "custom":
         if data_dir is None or not text_columns:
             raise DataError(
-                "a custom task needs --data-dir (a folder with train and validation files) "
-                "and --text-columns"
+                "a custom task needs --data-dir (a folder with train and validation files), "
+                "--text-columns naming one or two text columns (a or a,b) and --label-column "
+                "naming the column of class ids (default: label)" + _columns_found(data_dir)
             )
         return custom_task(text_columns, label_column, num_labels)
     spec = get_task(name_or_spec)
@@ -347,8 +447,11 @@ def load_task(
         files, source = split_files(data_dir), str(data_dir)
     elif (bundled := _bundled_folder(spec.name)) is not None:
         files, source = split_files(bundled), f"bundled:{spec.name}"
+    lines: dict[str, list[int]] = {}
     if files:
-        raw = {split: read_records(path) for split, path in files.items()}
+        rows = {split: read_rows(path) for split, path in files.items()}
+        raw = {split: records for split, (records, _) in rows.items()}
+        lines = {split: numbers for split, (_, numbers) in rows.items()}
     else:
         raw, source = _from_hub(spec), f"hub:{spec.hub[0] if spec.hub else spec.name}"
 
@@ -362,9 +465,13 @@ def load_task(
                 f"add {required}.jsonl (or .csv)"
             )
     if spec.num_labels == 0:  # custom task without --num-labels: infer from the training split
-        labels = validate_records(raw[spec.train_split], spec, where(spec.train_split))
+        train = spec.train_split
+        labels = validate_records(raw[train], spec, where(train), lines.get(train))
         spec = replace(spec, num_labels=max(r["label"] for r in labels) + 1)
-    splits = {split: validate_records(rows, spec, where(split)) for split, rows in raw.items()}
+    splits = {
+        split: validate_records(records, spec, where(split), lines.get(split))
+        for split, records in raw.items()
+    }
     _require_two_classes(splits[spec.train_split], where(spec.train_split))
     splits[spec.train_split] = subset(splits[spec.train_split], max_train, seed)
     splits[spec.eval_split] = subset(splits[spec.eval_split], max_eval, seed)
@@ -387,26 +494,32 @@ def load_task_from_file(
     num_labels: int | None = None,
     eval_fraction: float = 0.1,
     seed: int = 0,
+    name: str | None = None,
 ) -> TaskData:
-    """One uploaded CSV/JSONL file, split deterministically (seeded) into train and validation."""
+    """One uploaded CSV/JSONL file, split deterministically (seeded) into train and validation.
+
+    ``name`` is how messages call the file (an upload's own name rather than the stored
+    copy's path); columns are taken to be picked in the dashboard rather than by flags.
+    """
     if not 0 < eval_fraction < 1:
         raise DataError(f"eval fraction must be in (0, 1); got {eval_fraction}")
+    where = name or str(path)
     spec = custom_task(text_columns, label_column, num_labels)
-    rows = read_records(path)
-    records = validate_records(rows, spec, str(path))
+    rows, lines = read_rows(path, where)
+    records = validate_records(rows, spec, where, lines, pickers=True)
     if spec.num_labels == 0:
         spec = replace(spec, num_labels=max(r["label"] for r in records) + 1)
-    _require_two_classes(records, str(path))
+    _require_two_classes(records, where)
     n_eval = max(1, round(eval_fraction * len(records)))
     if len(records) - n_eval < 2:
         raise DataError(
-            f"{path} has too few rows ({len(records)}) to split into train and validation; "
+            f"{where} has too few rows ({len(records)}) to split into train and validation; "
             "add more examples"
         )
     order = np.random.default_rng(seed).permutation(len(records))
     evaluation = [records[i] for i in sorted(order[:n_eval])]
     train = [records[i] for i in sorted(order[n_eval:])]
-    _require_two_classes(train, f"{path} (training part after the split)")
+    _require_two_classes(train, f"{where} (training part after the split)")
     return TaskData(spec, {"train": train, "validation": evaluation}, str(path))
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -40,11 +41,12 @@ from .data import TaskData, load_task, subset, tokenize_records
 from .distances import HeadDistances, head_distances
 from .errors import CAHPError
 from .graph import build_head_graph, graph_to_json
-from .models import LoadedModel, count_parameters, load_model
+from .model_card import write_model_card
+from .models import KEPT_HEADS_FILE, LoadedModel, count_parameters, load_model
 from .onnx_export import ONNX_FILE, export_onnx
 from .proximity import depth_stats
 from .pruning import remove_heads, save_pruned
-from .runs import RunFolder
+from .runs import RunFolder, locked_folder
 from .salience import Salience, gradient_salience
 from .selection import CAHPSelector, performance_points
 from .signatures import HeadSignatures, compute_signatures
@@ -55,10 +57,10 @@ log = logging.getLogger(__name__)
 # (stage, fraction done in [0, 1], message) -> None; the CLI logs it, the dashboard draws it
 Progress = Callable[[str, float, str], None]
 
-STAGES = (
+STAGES = (  # in the order run_pipeline runs them
     "finetune",
-    "signatures",
     "salience",
+    "signatures",
     "distances",
     "diagnostics",
     "clustering",
@@ -67,11 +69,15 @@ STAGES = (
     "graph",
     "export",
 )
+EXPORT_STAGES = ("finetune", "export")  # `cahp export`: the full model first if missing
 MODEL_DIR, PRUNED_DIR = "model", "pruned"
 CLUSTERING_FILE, TASK_CURVE_FILE = "clustering.npz", "task_curve.json"
 # stages that depend on the clustering: `cahp recluster` redoes them
 RECLUSTER_STAGES = ("clustering", "task_curve", "selection", "graph", "export")
 EXPORT_INFO = "cahp_export.json"
+# share of a fine-tuning stage's progress bar that training fills (evaluation, saving and
+# the ONNX export share the rest), so a stage's fraction never moves backwards
+FINETUNE_SHARE = 0.85
 
 
 def _no_progress(stage: str, fraction: float, message: str) -> None:
@@ -149,8 +155,14 @@ class RunContext:
             )
         return self._model
 
-    def stage_progress(self, stage: str) -> Callable[[float, str], None]:
-        return lambda fraction, message: self.progress(stage, fraction, message)
+    def stage_progress(
+        self, stage: str, start: float = 0.0, end: float = 1.0
+    ) -> Callable[[float, str], None]:
+        """A ``(fraction, message)`` callback reporting ``stage`` within ``[start, end]``,
+        for one step of a stage that has several (fine-tuning, then evaluating, ...)."""
+        return lambda fraction, message: self.progress(
+            stage, start + (end - start) * fraction, message
+        )
 
 
 # ---------------------------------------------------------------- stages (one job each)
@@ -173,9 +185,11 @@ def ensure_finetuned(ctx: RunContext) -> None:
             ctx.train_features,
             FinetuneConfig(c.epochs, c.learning_rate, c.batch_size, seed=c.seed),
             device=c.device,
-            progress=ctx.stage_progress("finetune"),
+            progress=ctx.stage_progress("finetune", 0.0, FINETUNE_SHARE),
         )
+        ctx.progress("finetune", FINETUNE_SHARE, "evaluating the fine-tuned model")
         metrics = evaluate(loaded.model, loaded.tokenizer, ctx.eval_features)
+        ctx.progress("finetune", 0.98, "saving the model")
         _save_model_folder(loaded, ctx.run.path(MODEL_DIR))
         st.add_artefact(MODEL_DIR)
         st.info.update(
@@ -519,6 +533,28 @@ def rule_summary(selector: CAHPSelector) -> dict:
     return {"name": selector.rule, **({name: float(getattr(selector, name))} if name else {})}
 
 
+def export_command(
+    run_dir: str | Path, record: dict, out_dir: str | Path, *, onnx: bool = False
+) -> str:
+    """The ``cahp export`` command that writes this selection again (for model cards)."""
+    import shlex
+
+    rule = record["rule"]
+    words = ["cahp", "export", str(run_dir), "--degree", str(record["degree"])]
+    words += ["--knee-curve", record["knee_curve"]]
+    if rule["name"] != "complementary":
+        words += ["--rule", rule["name"]]
+        words += [f"--{k.replace('_', '-')}={v:g}" for k, v in rule.items() if k != "name"]
+    words += ["--out", str(out_dir)] + (["--onnx"] if onnx else [])
+    return shlex.join(words)
+
+
+def selection_extra(record: dict, command: str) -> dict:
+    """What an exported folder records about the selection it holds."""
+    keys = ("degree", "knee_curve", "rule", "knee", "consensus_seed", "heads_by_seed")
+    return {**{k: record[k] for k in keys}, "command": command}
+
+
 def selection_record(selector: CAHPSelector) -> dict:
     """What selection.json holds for one degree and knee curve."""
     keep = selector.support_
@@ -607,6 +643,7 @@ def prune_finetune(
     ctx.progress(stage, 0.0, f"pruning to {int(keep.sum())} of {keep.size} heads")
     masked = None
     if masked_accuracy:
+        ctx.progress(stage, 0.0, "accuracy of the masked full model")
         masked = evaluate(full.model, full.tokenizer, ctx.eval_features, keep=keep)
     pruned = LoadedModel(remove_heads(copy.deepcopy(full.model), keep), full.tokenizer, "pruned")
     torch.manual_seed(seed)
@@ -616,7 +653,7 @@ def prune_finetune(
         subset(ctx.train_features, max_train, seed),
         FinetuneConfig(c.prune_epochs, c.learning_rate, c.batch_size, seed=seed),
         device=c.device,
-        progress=ctx.stage_progress(stage),
+        progress=ctx.stage_progress(stage, 0.05, FINETUNE_SHARE),
     )
     return pruned, masked
 
@@ -630,13 +667,24 @@ def export_selection(
     stage: str = "export",
     extra: dict | None = None,
 ) -> dict:
-    """Physically prune, fine-tune once, evaluate and save a deployment-ready folder."""
+    """Physically prune, fine-tune once, evaluate and save a deployment-ready folder.
+
+    Everything (weights, ONNX, model card, ``cahp_export.json``) is written into a staging
+    folder that appears under ``out_dir`` only when complete: an interrupted or cancelled
+    export leaves no half-written folder."""
     pruned, masked = prune_finetune(ctx, keep, stage=stage)
+    ctx.progress(stage, FINETUNE_SHARE, "evaluating the pruned model")
     after = evaluate(pruned.model, pruned.tokenizer, ctx.eval_features)
+    finetuned = ctx.run.stage_info("finetune")
     info = {
+        "model": ctx.config.model,
+        "task": ctx.config.task,
+        "eval_split": ctx.task.spec.eval_split,
         "heads_total": int(keep.size),
         "heads_kept": int(keep.sum()),
         "kept_per_layer": [int(n) for n in keep.sum(axis=1)],
+        "accuracy_full": finetuned.get("accuracy"),
+        "macro_f1_full": finetuned.get("macro_f1"),
         "accuracy_masked": masked["accuracy"],
         "macro_f1_masked": masked["macro_f1"],
         "accuracy_pruned": after["accuracy"],
@@ -644,15 +692,31 @@ def export_selection(
         "n_eval": after["n"],
         "params_full": count_parameters(ctx.finetuned().model),
         "params_pruned": count_parameters(pruned.model),
+        "size_full_bytes": _weights_bytes(ctx.run.path(MODEL_DIR)),
         **(extra or {}),
     }
-    out = save_pruned(pruned, keep, out_dir, extra={"cahp": info})
-    if onnx:
-        ctx.progress(stage, 0.95, "exporting ONNX")
-        export_onnx(pruned.model, pruned.tokenizer, out / ONNX_FILE)
-    write_json_atomic(out / EXPORT_INFO, info)
+
+    def complete(folder: Path, head_map: dict) -> None:
+        if onnx:
+            ctx.progress(stage, 0.92, "exporting ONNX")
+            export_onnx(pruned.model, pruned.tokenizer, folder / ONNX_FILE)
+            info["onnx"] = [ONNX_FILE]
+        ctx.progress(stage, 0.98, "writing the model card")
+        info["size_pruned_bytes"] = _weights_bytes(folder)
+        head_map["cahp"] = info
+        write_json_atomic(folder / KEPT_HEADS_FILE, head_map)
+        write_model_card(folder, head_map)
+        write_json_atomic(folder / EXPORT_INFO, info)
+
+    save_pruned(pruned, keep, out_dir, extra={"cahp": info}, complete=complete)
     ctx.progress(stage, 1.0, f"accuracy after fine-tuning {after['accuracy']:.3f}")
     return info
+
+
+def _weights_bytes(folder: Path) -> int | None:
+    """Total size of the safetensors weights in ``folder`` (None if it holds none)."""
+    files = list(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    return sum(f.stat().st_size for f in files) if files else None
 
 
 def export_stage(ctx: RunContext, record: dict) -> dict:
@@ -670,11 +734,12 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
             keep,
             ctx.run.path(PRUNED_DIR),
             onnx=ctx.config.onnx,
-            extra={
-                "degree": record["degree"],
-                "knee_curve": record["knee_curve"],
-                "rule": record["rule"],
-            },
+            extra=selection_extra(
+                record,
+                export_command(
+                    ctx.run.root, record, ctx.run.path(PRUNED_DIR), onnx=bool(ctx.config.onnx)
+                ),
+            ),
         )
         st.add_artefact(PRUNED_DIR)
         st.info.update(
@@ -686,25 +751,31 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
 # ---------------------------------------------------------------- the whole pipeline
 
 
+@contextmanager
 def open_context(
     run_dir: str | Path,
     config: RunConfig,
     progress: Progress | None = None,
     *,
     recluster: bool = False,
-) -> RunContext:
-    """Create or resume a run folder; ``recluster`` adopts an earlier version's run (its
-    clustering options are replaced by ``config``'s)."""
+    timeout: float = 0,
+) -> Iterator[RunContext]:
+    """Lock the run folder, then create or resume the run in it; the lock is held while the
+    context is open. ``recluster`` adopts an earlier version's run (its clustering options
+    are replaced by ``config``'s). Nothing in the folder is written before the lock is held,
+    so a refused second writer ("in use") changes no file."""
     path = Path(run_dir)
-    if recluster:
-        run = RunFolder.open(path)
-        run.manifest["config"] = {**run.config, **config.to_dict()}
-        run.save()
-    elif (path / "manifest.json").is_file():
-        run = RunFolder.open(path)
-        check_seed_sweep(run.config, str(run.root))
-    run = RunFolder.create(path, config.to_dict(), ignore=EXPORT_ONLY_FIELDS)
-    return RunContext(run, config, progress or _no_progress)
+    with locked_folder(path, timeout) as lock:
+        if recluster:
+            run = RunFolder.open(path)
+            run.manifest["config"] = {**run.config, **config.to_dict()}
+            run.save()
+        elif (path / "manifest.json").is_file():
+            run = RunFolder.open(path)
+            check_seed_sweep(run.config, str(run.root))
+        run = RunFolder.create(path, config.to_dict(), ignore=EXPORT_ONLY_FIELDS)
+        run.adopt_lock(lock)
+        yield RunContext(run, config, progress or _no_progress)
 
 
 def load_context(run_dir: str | Path, progress: Progress | None = None, **overrides) -> RunContext:
@@ -726,8 +797,7 @@ def run_pipeline(
     ``recluster`` redoes the clustering and every stage after it (``RECLUSTER_STAGES``),
     reusing the fine-tuned model, signatures, salience and distances."""
     config = config.validate()
-    ctx = open_context(run_dir, config, progress, recluster=recluster)
-    with ctx.run.lock():
+    with open_context(run_dir, config, progress, recluster=recluster) as ctx:
         if recluster:
             for stage in RECLUSTER_STAGES:
                 ctx.run.invalidate(stage)
@@ -864,26 +934,19 @@ def export_with_degree(
     overrides = {"degree": degree, **{k: v for k, v in given.items() if v is not None}}
     ctx = load_context(run_dir, progress, **overrides)
     ctx._model = model  # a caller's cached fine-tuned model: only ever deep-copied, never changed
-    clusterings, salience, task_curve, distance = load_selection_inputs(ctx)
-    selector = fit_selector(
-        ctx.config, clusterings, salience, task_curve=task_curve, distance=distance
-    )
-    record = selection_record(selector)
-    if announce:
-        announce(record)
-    with ctx.run.lock():
+    with ctx.run.lock():  # first: a second export of this run is refused before any work
+        clusterings, salience, task_curve, distance = load_selection_inputs(ctx)
+        selector = fit_selector(
+            ctx.config, clusterings, salience, task_curve=task_curve, distance=distance
+        )
+        record = selection_record(selector)
+        if announce:
+            announce(record)
         info = export_selection(
             ctx,
             selector.support_,
             out_dir,
             onnx=onnx,
-            extra={
-                "degree": degree,
-                "knee_curve": record["knee_curve"],
-                "rule": record["rule"],
-                "knee": record["knee"],
-                "consensus_seed": record["consensus_seed"],
-                "heads_by_seed": record["heads_by_seed"],
-            },
+            extra=selection_extra(record, export_command(run_dir, record, out_dir, onnx=onnx)),
         )
     return {**record, **info}

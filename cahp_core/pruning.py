@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,10 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .atomic import replace_dir_atomic, write_json_atomic
 from .errors import CAHPError
 from .heads import AttentionBlock, attention_blocks, check_supported, head_layout
+from .model_card import write_model_card
 from .models import KEPT_HEADS_FILE, LoadedModel, pick_device
+from .remote_code import MODELING_FILE
+from .remote_code import auto_map as remote_auto_map
 
 
 def _new_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
@@ -130,17 +134,52 @@ def keep_from_lists(kept: list[list[int]], n_heads: int) -> np.ndarray:
     return keep
 
 
+def _check_saved_layout(model: nn.Module, keep: np.ndarray) -> None:
+    """Refuse to save a model whose heads per layer differ from ``keep``'s."""
+    if keep.ndim != 2:
+        raise CAHPError(f"kept-head map must be a [layers, heads] array; got shape {keep.shape}")
+    have = head_layout(model).heads_per_layer
+    want = tuple(int(n) for n in keep.sum(axis=1))
+    if have != want:
+        raise CAHPError(
+            f"the model keeps {list(have)} heads per layer but the kept-head map says "
+            f"{list(want)}; prune with remove_heads(model, keep) before save_pruned"
+        )
+
+
+def _add_remote_code(folder: Path, keep: np.ndarray) -> None:
+    """Make ``folder`` load with plain transformers: ``from_pretrained(folder,
+    trust_remote_code=True)`` (modeling file copied in, named in config.json's auto_map)."""
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["auto_map"] = remote_auto_map(str(config.get("model_type")))
+    config["cahp_kept_heads"] = keep_as_lists(keep)
+    write_json_atomic(config_path, config)
+    shutil.copyfile(MODELING_FILE, folder / MODELING_FILE.name)
+
+
 def save_pruned(
-    loaded: LoadedModel, keep: np.ndarray, out_dir: str | os.PathLike, extra: dict | None = None
+    loaded: LoadedModel,
+    keep: np.ndarray,
+    out_dir: str | os.PathLike,
+    extra: dict | None = None,
+    *,
+    complete: Callable[[Path, dict], None] | None = None,
 ) -> Path:
-    """Save a pruned model folder atomically: safetensors + config + tokenizer + kept_heads.json."""
+    """Save a pruned model folder atomically: safetensors + config + tokenizer + kept_heads.json,
+    the modeling file that loads it with plain transformers, and a README.md model card.
+
+    ``complete(staging_folder, head_map)`` adds more files (ONNX graphs, ...) before the
+    folder appears under its name: an interrupted save leaves no half-written folder."""
+    keep = np.asarray(keep, dtype=bool)
+    _check_saved_layout(loaded.model, keep)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
-        keep = np.asarray(keep, dtype=bool)
+        _add_remote_code(tmp, keep)
         head_map = {
             "n_layers": int(keep.shape[0]),
             "n_heads": int(keep.shape[1]),
@@ -149,6 +188,9 @@ def save_pruned(
             **(extra or {}),
         }
         write_json_atomic(tmp / KEPT_HEADS_FILE, head_map)
+        write_model_card(tmp, head_map)
+        if complete is not None:
+            complete(tmp, head_map)
         replace_dir_atomic(tmp, out)
     finally:
         if tmp.exists():

@@ -186,6 +186,57 @@ def _clear_holder(root: Path) -> None:
         pass
 
 
+def _check_can_hold_run(root: Path) -> None:
+    """Refuse a path that is a file, or a non-empty folder that is not a run."""
+    if root.exists() and not root.is_dir():
+        raise RunFolderError(f"{root} is a file, not a folder; choose another --out")
+    if (
+        root.is_dir()
+        and not (root / MANIFEST).is_file()
+        and any(p.name not in (LOCK_FILE, LOCK_PID_FILE) for p in root.iterdir())
+    ):
+        raise RunFolderError(
+            f"{root} is not empty and is not a CAHP run (no {MANIFEST}); choose another --out"
+        )
+
+
+def _remove_if_only_lock_files(root: Path) -> None:
+    """Remove a folder this process created for a lock when nothing else was written to it."""
+    try:
+        if all(p.name in (LOCK_FILE, LOCK_PID_FILE) for p in root.iterdir()):
+            shutil.rmtree(root, ignore_errors=True)
+    except OSError:
+        pass
+
+
+@contextmanager
+def locked_folder(path: str | os.PathLike, timeout: float = 0) -> Iterator[FileLock]:
+    """Hold the lock of the run folder ``path`` before anything in it is created or written.
+
+    A missing folder is created to hold the lock file and removed again if nothing else
+    was written to it; a refused writer (RunFolderError "in use") changes no file.
+    """
+    root = Path(path)
+    _check_can_hold_run(root)
+    created = not root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(
+            f"cannot create run folder {root} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
+    lock = FileLock(str(root / LOCK_FILE))
+    _acquire(lock, root, timeout)
+    try:
+        _write_holder(root)
+        yield lock
+    finally:
+        _clear_holder(root)
+        if created:
+            _remove_if_only_lock_files(root)
+        lock.release()
+
+
 # ------------------------------------------------------------------------------ stages
 
 
@@ -237,12 +288,7 @@ class RunFolder:
                 run.manifest["config"] = updated
                 run.save()
             return run
-        if root.exists() and not root.is_dir():
-            raise RunFolderError(f"{root} is a file, not a folder; choose another --out")
-        if root.is_dir() and any(p.name not in (LOCK_FILE, LOCK_PID_FILE) for p in root.iterdir()):
-            raise RunFolderError(
-                f"{root} is not empty and is not a CAHP run (no {MANIFEST}); choose another --out"
-            )
+        _check_can_hold_run(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
             run = cls(root, _new_manifest(config))
@@ -395,6 +441,11 @@ class RunFolder:
             raise
 
     # -- exclusive use
+    def adopt_lock(self, lock: FileLock) -> None:
+        """Use a lock already held on this folder (from :func:`locked_folder`): the
+        re-entrant :meth:`lock` then nests inside it instead of taking a second one."""
+        self._lock = lock
+
     @contextmanager
     def lock(self, timeout: float = 0) -> Iterator[None]:
         """Hold the run's lock (re-entrant within this object and thread).

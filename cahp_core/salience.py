@@ -102,6 +102,6 @@ def gradient_salience(
             total += grad.detach().abs().double().cpu()
             examples += int(batch["input_ids"].shape[0])
             if progress:
-                progress((step + 1) / n_batches, f"salience: batch {step + 1}/{n_batches}")
+                progress((step + 1) / n_batches, f"batch {step + 1}/{n_batches}")
     raw = (total / n_batches).numpy()
     return Salience(raw=raw, normalised=min_max(raw), batches=n_batches, examples=examples)

@@ -193,7 +193,7 @@ def compute_signature_sets(
             if (labels >= 0).any():
                 moments[name].update(summary[labels >= 0], labels[labels >= 0])
         if progress:
-            progress((step + 1) / len(loader), f"signatures: batch {step + 1}/{len(loader)}")
+            progress((step + 1) / len(loader), f"batch {step + 1}/{len(loader)}")
     shape = (n_classes, n_layers, n_heads, grid * grid)
     out = {}
     for name, m in moments.items():

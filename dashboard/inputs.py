@@ -1,16 +1,17 @@
 """Checks of what a user types or uploads on the Run page, before anything is launched.
 
-Every problem is raised as a one-line ``CAHPError`` that the page shows with ``st.error``.
+Every problem is raised as a one-line ``CAHPError`` that the page shows with ``st.error``;
+messages about an upload name the user's file (never the server's copy) and its line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,9 @@ MAX_UPLOAD_MB = 50
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 UPLOAD_SUFFIXES = (".csv", ".jsonl")
 UPLOADS = ".uploads"  # RUNS/.uploads/<run>/: a run folder must be empty when `cahp run` starts
+PREVIEW_BYTES = 1_000_000  # the start of an upload read to list its columns
+LABEL_NAMES = ("label", "labels", "class", "target", "y")
+MAX_CLASS_ID = 100  # a column of integers above this is no label column we would guess
 
 
 class Upload(Protocol):
@@ -40,34 +44,69 @@ def _suffix(name: str) -> str:
     return suffix
 
 
-def header_columns(data: bytes, name: str) -> list[str]:
-    """Column names of an uploaded CSV (header row) or JSONL file (first object's keys)."""
+def read_preview(data: bytes, name: str) -> tuple[list[str], list[dict]]:
+    """Columns and the rows in the first megabyte of an upload, read as the engine reads it.
+
+    A bad line there (not UTF-8, not JSON, too many CSV fields) is reported at once.
+    """
+    from cahp_core.data import decode_text, parse_text
+
     suffix = _suffix(name)
-    text = data[:1_000_000].decode("utf-8-sig", errors="replace")
-    if suffix == ".csv":
-        first = next(csv.reader(io.StringIO(text)), [])
-        columns = [c.strip() for c in first if c.strip()]
-    else:
-        line = next((ln for ln in text.splitlines() if ln.strip()), "")
-        try:
-            record = json.loads(line) if line else {}
-        except json.JSONDecodeError as exc:
-            raise CAHPError(f"{name} line 1 is not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise CAHPError(f"{name} line 1 is not a JSON object")
-        columns = list(record)
+    head = data
+    if len(data) > PREVIEW_BYTES:  # whole lines only ("\n" is never inside a UTF-8 character)
+        cut = data.rfind(b"\n", 0, PREVIEW_BYTES)
+        head = data if cut < 0 else data[: cut + 1]
+    records, _ = parse_text(decode_text(head, name), suffix, name)
+    if not records:
+        what = "no rows below its header" if suffix == ".csv" else "no JSON objects"
+        raise CAHPError(f"{name} has {what}; add one example a line")
+    columns = [c for c in records[0] if str(c).strip()]
     if not columns:
         raise CAHPError(f"{name} has no columns; its first line should name them")
-    return columns
+    return columns, records
 
 
-def guess_columns(columns: list[str]) -> tuple[list[str], str]:
-    """Sensible defaults for the pickers: text-like columns and a label-like column."""
-    lowered = {c.lower(): c for c in columns}
-    label = next(
-        (lowered[n] for n in ("label", "labels", "class", "target", "y") if n in lowered),
-        columns[-1],
-    )
+def header_columns(data: bytes, name: str) -> list[str]:
+    """Column names of an uploaded CSV (header row) or JSONL file (first object's keys)."""
+    return read_preview(data, name)[0]
+
+
+def _ids(values: Sequence[object]) -> list[int] | None:
+    """The filled-in ``values`` as integers >= 0; None if one is not, or none is filled in."""
+    from cahp_core.data import as_int_label
+
+    ids = [as_int_label(v) for v in values if v not in (None, "")]
+    if not ids or any(i is None or i < 0 for i in ids):
+        return None
+    return ids
+
+
+def _class_ids(values: Sequence[object]) -> bool:
+    """Whether ``values`` look like class ids: small integers >= 0, repeated across rows."""
+    ids = _ids(values)
+    return ids is not None and max(ids) <= MAX_CLASS_ID and len(set(ids)) <= max(2, len(ids) // 2)
+
+
+def find_label_column(columns: Sequence[str], rows: Sequence[dict] = ()) -> str | None:
+    """The column that holds the labels, or None when it cannot be told (ask the user).
+
+    Without ``rows``: the first column named like a label. With them: the first such column
+    holding integers >= 0, else the only other column holding class ids (a few small
+    integers, repeated).
+    """
+    named = [c for n in LABEL_NAMES for c in columns if c.lower() == n]
+    if not rows:
+        return named[0] if named else None
+    values = {c: [r.get(c) for r in rows] for c in columns}
+    labels = [c for c in named if _ids(values[c]) is not None]
+    ids = [c for c in columns if c not in named and _class_ids(values[c])]
+    return labels[0] if labels else ids[0] if len(ids) == 1 else None
+
+
+def guess_columns(columns: list[str], rows: Sequence[dict] = ()) -> tuple[list[str], str | None]:
+    """Defaults for the pickers: text-like columns, and the label column if it can be told."""
+    label = find_label_column(columns, rows)
+    lowered = {c.lower(): c for c in columns if c != label}
     pairs = [("premise", "hypothesis"), ("sentence1", "sentence2"), ("question", "answer")]
     for a, b in pairs:
         if a in lowered and b in lowered:
@@ -79,41 +118,106 @@ def guess_columns(columns: list[str]) -> tuple[list[str], str]:
     return [text], label
 
 
+def ask_label(name: str, columns: Sequence[str]) -> str:
+    """What the Run page says when no column of an upload can be told to hold the labels."""
+    return (
+        f"Which column of {name} holds the labels? None of its columns ({', '.join(columns)}) "
+        "is named like a label and holds class ids 0, 1, 2, … in its first rows: pick the "
+        "label column below (its values must be class ids)."
+    )
+
+
 def upload_folder(runs_root: Path, name: str) -> Path:
     """Where the upload of run ``name`` is kept (validated like a run name)."""
     return safe_run_dir(runs_root / UPLOADS, name)
 
 
-def save_upload(upload: Upload, runs_root: Path, name: str) -> Path:
-    """Store an uploaded file as RUNS/.uploads/<name>/data.<csv|jsonl> (at most 50 MB)."""
+def _check_size(upload: Upload) -> str:
+    """The upload's suffix, once its type and size are fine."""
+    suffix = _suffix(upload.name)
     if upload.size > MAX_UPLOAD_BYTES:
         raise CAHPError(
             f"{upload.name} is {upload.size / 1e6:.0f} MB; the limit is {MAX_UPLOAD_MB} MB"
         )
-    path = upload_folder(runs_root, name) / f"data{_suffix(upload.name)}"
+    return suffix
+
+
+def save_upload(upload: Upload, runs_root: Path, name: str) -> Path:
+    """Store an uploaded file as RUNS/.uploads/<name>/data.<csv|jsonl> (at most 50 MB)."""
+    path = upload_folder(runs_root, name) / f"data{_check_size(upload)}"
     write_bytes_atomic(path, upload.getvalue())
     return path
 
 
-def split_upload(path: Path, text_columns: list[str], label_column: str) -> tuple[Path, int]:
+def _check_columns(name: str, text_columns: Sequence[str], label: str | None) -> str:
+    """The label column, once the picked columns make sense (before anything is written)."""
+    if not text_columns:
+        raise CAHPError(f"pick one or two text columns of {name}")
+    if not label:
+        raise CAHPError(
+            f"pick the label column of {name}: the column that holds the class ids 0, 1, 2, …"
+        )
+    if label in text_columns:
+        raise CAHPError(f"column {label!r} cannot be both a text column and the label")
+    if "label" in text_columns:
+        raise CAHPError(
+            f"{name}: a text column called 'label' would clash with the class ids, which the "
+            "run reads from a column of that name; rename that column in the file"
+        )
+    return label
+
+
+def split_upload(
+    path: Path, text_columns: list[str], label_column: str | None, name: str | None = None
+) -> tuple[Path, int]:
     """Validate with the engine's loader; write train/validation JSONL files next to the upload.
 
     Returns the folder of split files and the number of labels. The files hold the text
     columns under their own names and the label as ``label`` (what the loader writes), so
-    the run reads them with ``--label-column label``.
+    the run reads them with ``--label-column label``. Messages call the file ``name``
+    (default: the stored file's name, never its server path).
     """
     from cahp_core.data import load_task_from_file
 
-    if not text_columns:
-        raise CAHPError("pick one or two text columns")
-    if label_column in text_columns:
-        raise CAHPError(f"column {label_column!r} cannot be both a text column and the label")
-    task = load_task_from_file(path, text_columns, label_column)
+    name = name or path.name
+    label = _check_columns(name, text_columns, label_column)
+    task = load_task_from_file(path, text_columns, label, name=name)
     folder = path.parent / "splits"
     for split, records in task.splits.items():
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         write_text_atomic(folder / f"{split}.jsonl", lines)
     return folder, int(task.spec.num_labels)
+
+
+def accept_upload(
+    upload: Upload,
+    runs_root: Path,
+    name: str,
+    text_columns: list[str],
+    label_column: str | None,
+) -> tuple[Path, int]:
+    """Validate and keep an upload for run ``name``: its split folder and number of labels.
+
+    The file is checked in a scratch folder under RUNS/.uploads that replaces the run's
+    upload folder only once it is accepted: a rejected file leaves nothing behind, and an
+    earlier accepted upload of that run stays as it was.
+    """
+    suffix = _check_size(upload)
+    read_preview(upload.getvalue(), upload.name)  # a bad file first, not the picks it prevented
+    _check_columns(upload.name, text_columns, label_column)
+    final = upload_folder(runs_root, name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=final.parent))
+    try:
+        stored = scratch / f"data{suffix}"
+        stored.write_bytes(upload.getvalue())
+        _, num_labels = split_upload(stored, text_columns, label_column, upload.name)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(scratch, final)
+    except BaseException:  # rejected (or interrupted): remove every trace of it
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return final / "splits", num_labels
 
 
 def remove_upload(runs_root: Path, name: str) -> None:

@@ -1,17 +1,19 @@
-"""Export: prune with the chosen degree, fine-tune once, evaluate, save; downloads."""
+"""Export: prune with the chosen degree, fine-tune once, evaluate, save — as a background
+job that survives the tab; its progress, cancel button and downloads."""
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from cahp_core.errors import CAHPError
-from cahp_core.models import num_labels_of
-from cahp_core.pipeline import export_with_degree
+from cahp_core.pipeline import EXPORT_INFO
 from cahp_core.results import RunView
+from dashboard.exports import EXAMPLE_COPY, export_dir, export_job, start_export
+from dashboard.job_view import show_job
+from dashboard.jobs import stop_job
 from dashboard.report import (
     figure_html,
     figure_png,
@@ -21,65 +23,68 @@ from dashboard.report import (
     zip_folder,
 )
 from dashboard.selection_view import CURVE_NAMES, DegreeView, rule_flags, rule_text
-from dashboard.state import cached_model, current_selection, current_view, runs_root
-
-EXAMPLE_COPY = "embedded-example"
-COPY_MARKER = "copied_from.txt"
+from dashboard.state import current_selection, current_view, runs_root
 
 
-def writable_run(path: Path) -> Path:
-    """A run folder export may write to: runs in the runs folder as they are; the embedded
-    example (read-only, in assets/) through a copy of it in the runs folder."""
-    root = runs_root().resolve()
-    if path.resolve().parent == root:
-        return path
-    copy = root / EXAMPLE_COPY
-    marker = copy / COPY_MARKER
-    if (copy / "manifest.json").is_file():
-        if not marker.is_file() or marker.read_text().strip() != str(path.resolve()):
-            raise CAHPError(f"{copy} exists and is not a copy of {path}; rename or delete it")
-        return copy
-    if copy.exists():
-        raise CAHPError(f"{copy} exists and is not a run; rename or delete it")
-    shutil.copytree(path, copy)
-    marker.write_text(str(path.resolve()) + "\n")
-    return copy
+def launch(view: RunView, chosen: DegreeView, onnx: bool) -> None:
+    """Callback: start the export in the background (it survives this tab)."""
+    try:
+        out = start_export(runs_root(), view, chosen, onnx)
+        st.session_state["export_message"] = ("success", f"Export started: it writes `{out}`.")
+    except (CAHPError, OSError) as exc:  # already running, no disk space, no permission
+        st.session_state["export_message"] = ("error", str(exc))
 
 
-def run_export(
-    view: RunView, degree: int, knee_curve: str, rule: tuple, out_dir: Path, onnx: bool
-) -> dict | None:
-    """Export the selection of ``degree`` on ``knee_curve`` (what the Knee page shows) with
-    live progress; shows errors with st.error and returns None on failure."""
-    with st.status("Exporting…", expanded=True) as status:
-        bar = st.progress(0.0, text="starting")
+def cancel(name: str) -> None:
+    """Callback: stop the running export; its staging folder is removed, nothing is written."""
+    try:
+        stop_job(runs_root(), name, "export")
+        st.session_state["export_message"] = ("warning", "Export cancelled; nothing was written.")
+    except (CAHPError, OSError) as exc:
+        st.session_state["export_message"] = ("error", str(exc))
 
-        def progress(stage: str, fraction: float, message: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage}: {message}")
 
-        try:
-            model = None
-            if view.has_model:
-                model_dir = view.path / "model"
-                model = cached_model(str(model_dir), num_labels_of(model_dir))
+def finished_text(out: Path) -> str:
+    """One line about a finished export, from the folder's own ``cahp_export.json``."""
+    info = json.loads((out / EXPORT_INFO).read_text())
+    return (
+        f"Saved `{out}`: {info['heads_kept']} heads, accuracy after one fine-tune "
+        f"{info['accuracy_pruned']:.3f} (masked before: {info['accuracy_masked']:.3f}), "
+        f"{info['params_pruned']:,} of {info['params_full']:,} parameters. The folder holds "
+        "a model card (README.md) and loads with `cahp_core.pruning.load_pruned` or plain "
+        "`transformers` (`trust_remote_code=True`)."
+    )
+
+
+@st.fragment(run_every=2.0)
+def export_progress(view: RunView, chosen: DegreeView) -> None:
+    """The latest export of this run: live while it runs (any tab re-attaches to it)."""
+    status = export_job(runs_root(), view)
+    if status is None:
+        return
+    job = status["job"]
+    title = f"Export of degree {job.get('degree')} ({job.get('knee_curve')} knee)"
+    show_job(status, "export", title)
+    name = Path(job.get("run", "")).name
+    if status["state"] == "running":
+        st.button("Cancel export", on_click=cancel, args=(name,), key=f"cancel::{name}")
+    elif status["state"] == "finished":
+        out = Path(job["out"])
+        st.success(finished_text(out))
+        if job.get("kept") is not None and job["kept"] != chosen.keep.tolist():
+            if job.get("degree") == chosen.degree and job.get("knee_curve") == chosen.knee_curve:
+                st.error(
+                    "The export kept other heads than this page shows; please report this "
+                    f"(page: {chosen.heads_kept} heads, export: {job.get('heads_kept')})."
+                )
             else:
-                st.write("Fine-tuning the full model first (this run has no weights).")
-            info = export_with_degree(
-                writable_run(view.path),
-                degree,
-                out_dir,
-                knee_curve=knee_curve,
-                **dict(rule),
-                onnx=onnx,
-                progress=progress,
-                model=model,
-            )
-        except (CAHPError, OSError) as exc:  # bad run folder, no disk space, no permission
-            status.update(label="Export failed", state="error")
-            st.error(str(exc))
-            return None
-        status.update(label="Export finished", state="complete")
-    return info
+                st.caption(
+                    "That export is of another selection than this page now shows; export "
+                    "again to write this one."
+                )
+        if st.session_state.get("export_seen") != str(out):  # the downloads below follow it
+            st.session_state["export_seen"] = str(out)
+            st.rerun(scope="app")
 
 
 def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
@@ -158,24 +163,19 @@ if view is not None:
             "the bundled files are never written."
         )
     onnx = st.checkbox("Also export ONNX", value=True)
-    rule_name = dict(chosen.rule)["rule"]
-    suffix = "" if rule_name == "complementary" else f"-{rule_name}"
-    out_dir = runs_root() / "exports" / f"{view.path.name}-{knee_curve}-degree{degree}{suffix}"
-    st.caption(f"Output folder: `{out_dir}`")
-    key = f"export::{view.path}::{knee_curve}::{degree}::{chosen.rule}"
-    if st.button("Prune, fine-tune once and export", type="primary"):
-        info = run_export(view, degree, knee_curve, chosen.rule, out_dir, onnx)
-        if info is not None:
-            st.session_state[key] = str(out_dir)
-            if np.asarray(info.get("kept"), dtype=bool).tolist() != chosen.keep.tolist():
-                st.error(
-                    "The export kept other heads than this page shows; please report this "
-                    f"(page: {chosen.heads_kept} heads, export: {info['heads_kept']})."
-                )
-            st.success(
-                f"Saved {out_dir}: {info['heads_kept']} heads, accuracy after one fine-tune "
-                f"{info['accuracy_pruned']:.3f} (masked before: {info['accuracy_masked']:.3f}), "
-                f"{info['params_pruned']:,} of {info['params_full']:,} parameters."
-            )
-    exported = Path(st.session_state.get(key, out_dir))
-    downloads(view, chosen, exported if (exported / "kept_heads.json").is_file() else None)
+    out_dir = export_dir(runs_root(), view, chosen)
+    st.caption(
+        f"Output folder: `{out_dir}`. The export runs in the background: closing or reloading "
+        "this tab does not stop it, and any tab shows its progress here."
+    )
+    st.button(
+        "Prune, fine-tune once and export",
+        type="primary",
+        on_click=launch,
+        args=(view, chosen, onnx),
+    )
+    message = st.session_state.pop("export_message", None)
+    if message:
+        getattr(st, message[0])(message[1])
+    export_progress(view, chosen)
+    downloads(view, chosen, out_dir if (out_dir / EXPORT_INFO).is_file() else None)

@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from cahp_core.config import RULE_PARAMETER
+from cahp_core.errors import CAHPError
 from dashboard import figures
+from dashboard.exports import start_export
 from dashboard.report import knee_figure
 from dashboard.selection_view import (
     CURVE_LABELS,
@@ -21,12 +23,14 @@ from dashboard.selection_view import (
     rule_settings,
 )
 from dashboard.state import (
+    ROOT,
     chart,
     current_degree,
     current_knee_curve,
     current_rule,
     current_view,
     max_degree,
+    runs_root,
     selection_or_stop,
     set_degree,
     set_knee_curve,
@@ -193,6 +197,18 @@ if view is not None:
             if dict(rule)["rule"] == "complementary"
             else "; this rule keeps as many heads but other ones, so read it as a guide)."
         ),
+    )
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    if left.button(f"Re-export at degree {degree}", key="knee_export", type="primary"):
+        try:
+            out = start_export(runs_root(), view, chosen, onnx=True)
+            st.session_state["export_message"] = ("success", f"Export started: it writes `{out}`.")
+            st.switch_page(ROOT / "pages" / "export.py")
+        except (CAHPError, OSError) as exc:
+            right.error(str(exc))
+    right.caption(
+        "Prunes to this selection, fine-tunes once and saves the folder (with ONNX) in the "
+        "background; the Export page follows its progress and offers the downloads."
     )
     if chosen.knee.fallback:
         st.warning(

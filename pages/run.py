@@ -11,19 +11,19 @@ from cahp_core.errors import CAHPError
 from cahp_core.runs import delete_run, list_runs, safe_run_dir
 from dashboard.inputs import (
     MAX_UPLOAD_MB,
+    accept_upload,
+    ask_label,
     check_data_dir,
     check_model,
     guess_columns,
-    header_columns,
+    read_preview,
     remove_upload,
-    save_upload,
-    split_upload,
 )
-from dashboard.jobs import forget_job, job_status, last_error, launch_run, stage_fractions, stop_run
+from dashboard.job_view import show_job
+from dashboard.jobs import forget_job, job_status, launch_run, stop_run
 from dashboard.state import finished_runs, runs_root
 
 TASKS = {"SST-5 (bundled)": "sst5", "MNLI": "mnli", "Upload a CSV/JSONL file": "custom"}
-STATE_ICONS = {"running": "running", "finished": "complete", "failed": "error"}
 
 
 def _say(kind: str, text: str) -> None:
@@ -55,9 +55,9 @@ def stop(name: str) -> None:
 def remove(name: str) -> None:
     root = runs_root()
     try:
-        status = job_status(root, name)
-        if status is not None and status["state"] == "running":
-            raise CAHPError(f"run {name} is running; stop it first")
+        state = run_state(root, {"name": name, "summary": None})
+        if state in ("running", "exporting"):
+            raise CAHPError(f"run {name} is {state}; stop it first")
         delete_run(root, name)
         forget_job(root, name)
         remove_upload(root, name)
@@ -96,11 +96,13 @@ def task_inputs(task: str) -> dict:
         chosen["upload"] = upload
         if upload is not None:
             try:
-                columns = header_columns(upload.getvalue(), upload.name)
+                columns, rows = read_preview(upload.getvalue(), upload.name)
             except CAHPError as exc:
                 st.error(str(exc))
                 return chosen
-            text, label = guess_columns(columns)
+            text, label = guess_columns(columns, rows)
+            if label is None:
+                st.warning(ask_label(upload.name, columns))
             c1, c2 = st.columns(2)
             chosen["text_columns"] = c1.multiselect(
                 "Text column(s)",
@@ -110,7 +112,11 @@ def task_inputs(task: str) -> dict:
                 help="One column, or two for sentence pairs.",
             )
             chosen["label_column"] = c2.selectbox(
-                "Label column", columns, index=columns.index(label)
+                "Label column",
+                columns,
+                index=None if label is None else columns.index(label),
+                placeholder="Pick the column of class ids",
+                help="The column that holds the class ids 0, 1, 2, …",
             )
     return chosen
 
@@ -135,9 +141,8 @@ def cli_args(task: str, form: dict, inputs: dict, root: Path, name: str) -> list
     if task == "custom":
         if inputs["upload"] is None:
             raise CAHPError("choose a CSV or JSONL file to upload for a custom task")
-        stored = save_upload(inputs["upload"], root, name)
-        folder, num_labels = split_upload(
-            stored, inputs["text_columns"], inputs["label_column"] or ""
+        folder, num_labels = accept_upload(
+            inputs["upload"], root, name, inputs["text_columns"], inputs["label_column"]
         )
         args += [  # the validated split files store the label under "label"
             *("--data-dir", str(folder), "--text-columns", ",".join(inputs["text_columns"])),
@@ -176,19 +181,7 @@ def watch(name: str) -> None:
     if status is None:
         return
     state = status["state"]
-    rows = stage_fractions(status["progress"], finished=state == "finished")
-    overall = sum(fraction for _, fraction, _ in rows) / len(rows)
-    current = status["progress"].get("stage", "starting")
-    label = f"Run {name}: {state}" + (f" ({current})" if state == "running" else "")
-    with st.status(label, state=STATE_ICONS[state], expanded=state != "finished"):
-        if state == "failed":
-            st.error(last_error(status["log_tail"]))
-            st.code(status["log_tail"][-1500:])
-        else:
-            st.progress(overall, text=f"overall {overall:.0%}")
-            left, right = st.columns(2)
-            for index, (stage, fraction, message) in enumerate(rows):
-                (left, right)[index % 2].progress(fraction, text=f"{stage}: {message}")
+    show_job(status, "run", f"Run {name}")
     if state == "running":
         st.button("Stop this run", on_click=stop, args=(name,), key=f"stop::{name}")
     elif state == "finished":
@@ -201,17 +194,26 @@ def watch(name: str) -> None:
             st.rerun(scope="app")
 
 
+def run_state(root: Path, run: dict) -> str:
+    """What the runs table says about a run: exporting, running, finished, ..."""
+    export = job_status(root, run["name"], "export")
+    if export is not None and export["state"] == "running":
+        return "exporting"
+    status = job_status(root, run["name"])
+    if status is not None:
+        return status["state"]
+    return "finished" if run["summary"] else "incomplete"
+
+
 def runs_table(runs: list[dict]) -> pd.DataFrame:
     root = runs_root()
     rows = []
     for r in runs:
-        status = job_status(root, r["name"])
         summary = r["summary"] or {}
-        state = status["state"] if status else ("finished" if summary else "incomplete")
         rows.append(
             {
                 "name": r["name"],
-                "state": state,
+                "state": run_state(root, r),
                 "model": r["config"].get("model"),
                 "task": r["config"].get("task"),
                 "preset": r["config"].get("preset"),

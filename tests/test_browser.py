@@ -7,7 +7,9 @@ fails on any page exception or any request that leaves the machine. Skipped when
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -189,10 +191,33 @@ def test_head_graph_is_drawn_offline(browser_page):
     assert frame.locator("canvas").count() >= 1
 
 
-def test_export_from_the_browser(browser_page):
+def test_an_export_survives_its_closed_tab(browser_page):
+    """Start an export, close the tab, open a new one: the export is progressing or
+    finished there, and its folder is complete and loads."""
+    from cahp_core.pruning import load_pruned
+
     page, url, runs = browser_page
     _open(page, f"{url}/export", "Export")
     page.get_by_role("button", name="Prune, fine-tune once and export").click()
-    page.get_by_text("Export finished").wait_for(timeout=180_000)
-    assert list((runs / "exports").glob("*/kept_heads.json"))
-    page.get_by_role("button", name="Model folder (.zip)").wait_for(timeout=30_000)
+    page.get_by_text("Export started").wait_for(timeout=60_000)
+    browser = page.context.browser
+    page.close()  # the tab that started it is gone
+    fresh = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    fresh.on("pageerror", lambda error: errors.append(str(error)))
+    _open(fresh, f"{url}/export", "Export")
+    fresh.get_by_text(re.compile(r"Export of degree \d+ .*: (running|finished)")).first.wait_for(
+        timeout=60_000
+    )
+    fresh.get_by_text("Saved").first.wait_for(timeout=300_000)  # the page re-attached
+    fresh.get_by_role("button", name="Model folder (.zip)").wait_for(timeout=30_000)
+    assert not errors, errors
+    folders = [p.parent for p in (runs / "exports").glob("*/cahp_export.json")]
+    assert len(folders) == 1
+    folder = folders[0]
+    for name in ("model.safetensors", "kept_heads.json", "README.md", "model.onnx"):
+        assert (folder / name).is_file(), name
+    assert not list((runs / "exports").glob(".*"))  # no staging folder left
+    loaded = load_pruned(folder)
+    kept = sum(len(heads) for heads in loaded.model.config.cahp_kept_heads)
+    assert kept == json.loads((folder / "kept_heads.json").read_text())["heads_kept"]

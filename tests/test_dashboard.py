@@ -159,7 +159,7 @@ def test_the_selection_rule_keeps_the_knee_count_and_the_export_follows(env, tin
     text = " ".join(m.value for m in at.markdown)
     assert "selection rule **mmr (mmr lambda 0.5)**" in text
     assert f"--degree {degree} --knee-curve quality --rule mmr --mmr-lambda 0.5`" in text
-    assert any(c.value.endswith(f"-quality-degree{degree}-mmr`") for c in at.caption)
+    assert any(f"-quality-degree{degree}-mmr`" in c.value for c in at.caption)
     at.switch_page(str(PAGES / "knee.py")).run()  # the choice survives a page change
     assert at.selectbox(key=f"rule_select::{tiny_view.path}").value == "mmr"
 
@@ -444,8 +444,22 @@ def test_open_and_delete_act_on_the_picked_run(env, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- export page
 
 
+def _wait_for_export(runs: Path, name: str, timeout: float = 600) -> dict:
+    """Poll the background export of run ``name`` until it is no longer running."""
+    import time
+
+    from dashboard.jobs import job_status
+
+    deadline = time.monotonic() + timeout
+    while (status := job_status(runs, name, "export"))["state"] == "running":
+        assert time.monotonic() < deadline, "the export did not finish in time"
+        time.sleep(0.5)
+    return status
+
+
 def test_export_page_exports_the_tiny_run(env, tiny_view):
-    """The Knee page's curve and degree (here the performance knee at degree 2) are exported."""
+    """The Knee page's curve and degree (here the performance knee at degree 2) are exported
+    by a background job; the page re-attaches to it and shows the result."""
     at = AppTest.from_file(str(PAGES / "export.py"), default_timeout=TIMEOUT)
     at.session_state[f"knee_curve::{tiny_view.path}"] = "performance"
     at.session_state[f"degree::{tiny_view.path}"] = 2
@@ -454,6 +468,12 @@ def test_export_page_exports_the_tiny_run(env, tiny_view):
     _button(at, "export").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
+    assert any("Export started" in s.value for s in at.success)
+    status = _wait_for_export(env, "tiny-run")
+    assert status["state"] == "finished", status["log_tail"]
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(s.value.startswith("Saved") for s in at.success)
     folder = env / "exports" / "tiny-run-performance-degree2"
     kept = json.loads((folder / "kept_heads.json").read_text())
     expected = tiny_view.selector(2, "performance").support_
@@ -463,6 +483,44 @@ def test_export_page_exports_the_tiny_run(env, tiny_view):
     assert (folder / "model.onnx").is_file()
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Model folder (.zip)" in labels and "One-file HTML report" in labels
+
+
+def test_the_knee_page_re_exports_at_the_chosen_degree(env, tiny_view):
+    """"Re-export at degree d" starts the background export and opens the Export page."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    at.slider[0].set_value(3).run()
+    _button(at, "Re-export at degree 3").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Export"
+    assert any("Export started" in s.value for s in at.success)
+    status = _wait_for_export(env, "tiny-run")
+    assert status["state"] == "finished", status["log_tail"]
+    assert status["job"]["degree"] == 3
+    kept = json.loads((Path(status["job"]["out"]) / "kept_heads.json").read_text())
+    assert kept["cahp"]["degree"] == 3 and (Path(status["job"]["out"]) / "model.onnx").is_file()
+
+
+def test_one_export_per_run_at_a_time_and_cancel(env, tiny_view):
+    """A second export of a run is refused while one runs; cancel stops it, writes nothing,
+    and the runs table says "exporting" meanwhile."""
+    from dashboard.exports import export_dir, start_export
+    from dashboard.jobs import stop_job
+    from dashboard.selection_view import degree_view
+
+    chosen = degree_view(tiny_view, 2, "quality")
+    out = start_export(env, tiny_view, chosen, onnx=False)
+    assert out == export_dir(env, tiny_view, chosen)
+    with pytest.raises(CAHPError, match="already running"):
+        start_export(env, tiny_view, degree_view(tiny_view, 3, "quality"), onnx=False)
+    at = page("run.py")
+    table = at.dataframe[0].value
+    assert list(table.loc[table["name"] == "tiny-run", "state"]) == ["exporting"]
+    stop_job(env, "tiny-run", "export")
+    status = _wait_for_export(env, "tiny-run")
+    assert status["state"] == "cancelled"
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))
+    exporter = page("export.py")
+    assert any("Cancelled" in w.value for w in exporter.warning)
 
 
 def test_export_of_a_bundle_copies_it_first(env, tmp_path, monkeypatch, tiny_view):
@@ -477,12 +535,17 @@ def test_export_of_a_bundle_copies_it_first(env, tmp_path, monkeypatch, tiny_vie
     assert any("no model weights" in i.value for i in at.info)
     _button(at, "export").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
+    status = _wait_for_export(tmp_path / "runs", "embedded-example")
+    assert status["state"] == "finished", status["log_tail"]
     assert sorted(p.name for p in bundle.iterdir()) == before
     copy = tmp_path / "runs" / "embedded-example"
     assert (copy / "model" / "config.json").is_file()  # fine-tuned in the copy
     assert list((tmp_path / "runs" / "exports").glob("*/kept_heads.json"))
     _button(at, "export").click().run()  # a second export re-uses the copy and its model
     assert not at.exception and not at.error, [e.value for e in at.error]
+    status = _wait_for_export(tmp_path / "runs", "embedded-example")
+    assert status["state"] == "finished", status["log_tail"]
+    assert "[finetune] reused from the run folder" in status["log_tail"]
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -665,13 +728,21 @@ class FakeUpload:
 def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):
     """The Run page's upload path: validated split files the CLI's custom task can read."""
     from cahp_core.data import load_task
-    from dashboard.inputs import guess_columns, header_columns, save_upload, split_upload
+    from dashboard.inputs import (
+        guess_columns,
+        header_columns,
+        read_preview,
+        save_upload,
+        split_upload,
+    )
 
     rows = "".join(f"review {i} is {'good' if i % 2 else 'bad'},{i % 3}\n" for i in range(30))
     upload = FakeUpload("reviews.csv", ("sentence,stars\n" + rows).encode())
     columns = header_columns(upload.getvalue(), upload.name)
     assert columns == ["sentence", "stars"]
-    assert guess_columns(columns) == (["sentence"], "stars")
+    assert guess_columns(columns) == (["sentence"], None)  # no label-like name: ask
+    rows = read_preview(upload.getvalue(), upload.name)[1]
+    assert guess_columns(columns, rows) == (["sentence"], "stars")  # the column of class ids
     stored = save_upload(upload, tmp_path, "my-run")
     assert stored == tmp_path / ".uploads" / "my-run" / "data.csv"
     folder, num_labels = split_upload(stored, ["sentence"], "stars")
@@ -695,15 +766,31 @@ def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):
     )
 
 
-def test_stage_fractions_fill_silent_stages():
-    from cahp_core.pipeline import STAGES
-    from dashboard.jobs import last_error, stage_fractions
+def test_stage_rows_and_timing_of_a_job():
+    from cahp_core.pipeline import EXPORT_STAGES, STAGES
+    from dashboard.job_view import overall_text
+    from dashboard.jobs import last_error, stage_fractions, timing
 
-    progress = {"stages": {"finetune": {"fraction": 1.0, "message": "done"}, "export": {}}}
-    rows = stage_fractions(progress)
-    assert [r[0] for r in rows] == list(STAGES)
-    assert all(fraction == 1.0 for _, fraction, _ in rows[:-1])  # graph never reports
+    progress = {
+        "stages": {
+            "finetune": {"fraction": 1.0, "message": "x", "reused": True},
+            "export": {"fraction": 0.5, "message": "step 2/4"},
+        },
+        "overall": 0.5,
+        "started": 1000.0,
+        "elapsed_s": 60.0,
+    }
+    rows = stage_fractions(progress, "export")
+    assert [r[0] for r in rows] == list(EXPORT_STAGES)
+    assert rows[0] == ("finetune", 1.0, "reused from the run folder")
+    assert rows[1] == ("export", 0.5, "step 2/4")  # one label, not "export: export: ..."
+    assert [r[0] for r in stage_fractions({})] == list(STAGES)
     assert stage_fractions({})[0] == ("finetune", 0.0, "waiting")
+    # 10 s after the last write: elapsed keeps counting and the ETA counts down
+    times = timing(progress, "running", now=1070.0)
+    assert times["elapsed_s"] == 70.0 and times["eta_s"] == 50.0
+    assert overall_text(times, "running") == "overall 50% · 1 min 10 s elapsed · about 50 s left"
+    assert timing(progress, "failed")["eta_s"] is None
     assert last_error("x\nerror: bad model\n") == "error: bad model"
 
 
@@ -735,7 +822,7 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, 
     degrees = [2, 3, 2, 3, 2]
     for at, degree in zip(sessions, degrees, strict=True):
         at.slider[0].set_value(degree).run()
-    exporter = page("export.py")  # a sixth view: export with the shared cached model
+    exporter = page("export.py")  # a sixth view: an export in the background
     _button(exporter, "export").click().run()
     assert not exporter.exception and not exporter.error, [e.value for e in exporter.error]
     launcher = page("run.py")  # and one session launches a real background run
@@ -770,3 +857,4 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, 
     assert (launched["n_seeds"], launched["quality"]) == (2, "simplified-silhouette")
     assert cached_model(str(model_dir), num_labels_of(model_dir)) is cached
     assert _weights_hash(cached.model) == before
+    assert _wait_for_export(env, "tiny-run")["state"] == "finished"

@@ -189,9 +189,9 @@ def test_long_texts_and_line_separators_are_fine(tmp_path):
     [
         ([{"txt": "a", "label": 0}], r"no column\(s\) text; columns found: txt, label"),
         ([{"text": "a", "y": 0}], r"no column\(s\) label; columns found: text, y"),
-        ([*GOOD, {"label": 1}], r"row 21 has no value for column\(s\) text"),
-        ([*GOOD, {"text": None, "label": 1}], "row 21 has no value"),
-        ([*GOOD, {"text": "a", "label": 7}], "row 21: label 7 is outside 0..4"),
+        ([*GOOD, {"label": 1}], r"line 21 has no value for column\(s\) text"),
+        ([*GOOD, {"text": None, "label": 1}], "line 21 has no value"),
+        ([*GOOD, {"text": "a", "label": 7}], "line 21: label 7 is outside 0..4"),
         ([*GOOD, {"text": "a", "label": -1}], "label -1 is outside"),
         ([*GOOD, {"text": "a", "label": "pos"}], "label 'pos' is not an integer"),
         ([*GOOD, {"text": "a", "label": 1.5}], "not an integer"),
@@ -209,14 +209,14 @@ def test_bad_records_name_the_file(tmp_path, rows, message):
 
 def test_bad_validation_split_names_its_file(tmp_path):
     folder = _folder(tmp_path, GOOD, [{"text": "a", "label": 9}])
-    with pytest.raises(DataError, match="validation.jsonl row 1: label 9"):
+    with pytest.raises(DataError, match="validation.jsonl line 1: label 9"):
         load_task("sst5", data_dir=folder)
 
 
 def test_string_labels_from_csv_are_integers(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\na,0\nb, 4 \n", encoding="utf-8")
     (tmp_path / "validation.csv").write_text("text,label\nc,2.0\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"validation.csv row 1: label '2.0' is not an integer"):
+    with pytest.raises(DataError, match=r"validation.csv line 2: label '2.0' is not an integer"):
         load_task("sst5", data_dir=tmp_path)
     (tmp_path / "validation.csv").write_text("text,label\nc,2\n", encoding="utf-8")
     task = load_task("sst5", data_dir=tmp_path)
@@ -255,13 +255,13 @@ def test_file_level_errors(tmp_path):
 def test_csv_errors_name_the_file(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("text,label\na,0,extra\n", encoding="utf-8")
-    with pytest.raises(DataError, match="train.csv row 1 has more fields than the header"):
+    with pytest.raises(DataError, match="train.csv line 2 has more fields than the header"):
         read_records(path)
     path.write_text("text,label\nonly-text\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"train.csv row 1 has no value for column\(s\) label"):
+    with pytest.raises(DataError, match=r"train.csv line 2 has no value for column\(s\) label"):
         load_task_from_file(path, ["text"])
     path.write_text('text,label\n"unclosed,0\nb,1\n', encoding="utf-8")
-    with pytest.raises(DataError, match="row 1 has no value.*unclosed quote"):
+    with pytest.raises(DataError, match="line 2 has no value.*unclosed quote"):
         load_task_from_file(path, ["text"])
     path.write_text("text,label\n" + "w" * 300_000 + ",1\n", encoding="utf-8")
     assert len(read_records(path)[0]["text"]) == 300_000  # beyond csv's default field limit

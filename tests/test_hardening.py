@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cahp_core.cli import main
+from cahp_core.errors import RunFolderError
 from cahp_core.pipeline import run_pipeline
 from cahp_core.testing import save_tiny_model, tiny_run_config
 
@@ -469,28 +470,97 @@ def test_sigkill_mid_stage_then_resume_gives_the_same_selection(world, reference
     assert all(s["status"] == "done" for s in manifest["stages"].values())
 
 
-def test_two_writers_get_a_clear_in_use_error(world, tmp_path, capsys):
+def _file_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (lock files included) with its exact contents."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_refused_second_writer_changes_no_file(world, tmp_path, capsys):
+    """The lock is taken before anything is created or written: a second writer, with the
+    same options or other ones, is refused as "in use" and every file stays byte-identical."""
     run_dir = tmp_path / "run"
-    process = _start_paused_run(world["tiny"], run_dir, "compute_signatures", tmp_path / "marker")
+    process = _start_paused_run(world["tiny"], run_dir, "cluster_heads_seeds", tmp_path / "marker")
     try:
+        before = _file_bytes(run_dir)
+        assert "manifest.json" in before and ".lock.pid" in before
         config = tiny_run_config(world["tiny"])
+        # other options than the paused run: refused by the lock, not by the config check
         code = main(["run", "--model", config.model, "--task", "sst5", "--out", str(run_dir)])
         err = capsys.readouterr().err
-        assert code == 2 and ("in use by another process" in err or "holds another run" in err), err
+        assert code == 2 and "in use by another process" in err, err
+        assert "holds another run" not in err
+        assert _file_bytes(run_dir) == before
+        # the very same options: refused as well, nothing written
+        with pytest.raises(RunFolderError, match="in use by another process"):
+            run_pipeline(config, run_dir)
+        assert _file_bytes(run_dir) == before
+        code = main(["recluster", str(run_dir), "--seeds", "2"])
+        assert code == 2 and "in use by another process" in capsys.readouterr().err
+        assert _file_bytes(run_dir) == before
     finally:
         process.kill()
         process.wait()
-    from cahp_core.errors import RunFolderError
 
-    with pytest.raises(RunFolderError, match="in use"):
-        process2 = _start_paused_run(
-            world["tiny"], run_dir, "cluster_heads_seeds", tmp_path / "marker2"
-        )
-        try:
-            run_pipeline(tiny_run_config(world["tiny"]), run_dir)
-        finally:
-            process2.kill()
-            process2.wait()
+
+def test_a_refused_writer_leaves_no_new_folder(tmp_path):
+    """A folder the refused writer would have created is not left behind."""
+    from cahp_core.runs import locked_folder
+
+    run_dir = tmp_path / "new-run"
+    with locked_folder(run_dir):
+        assert run_dir.is_dir()
+    assert not run_dir.exists()  # created only to hold the lock; nothing else was written
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    with pytest.raises(RunFolderError, match="not a CAHP run"):
+        run_pipeline(tiny_run_config("unused"), tmp_path / "notes")
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["mine.txt"]
+
+
+PAUSED_EXPORT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import cahp_core.pipeline as pipeline
+    from cahp_core.cli import main
+
+    run_dir, out, marker = sys.argv[1:4]
+    original = pipeline.write_model_card
+
+    def paused(*args, **kwargs):  # the last step inside the staging folder
+        original(*args, **kwargs)
+        Path(marker).write_text("in staging")
+        time.sleep(120)
+
+    pipeline.write_model_card = paused
+    sys.exit(main(["export", run_dir, "--degree", "2", "--out", out, "--onnx"]))
+    """
+)
+
+
+def test_a_cancelled_export_leaves_nothing_half_written(world, tmp_path):
+    """SIGTERM (the dashboard's cancel) mid-export: no output folder, no staging folder,
+    the run lock released; the same export then completes."""
+    out = tmp_path / "exports" / "d2"
+    marker = tmp_path / "marker"
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_EXPORT, str(world["run"]), str(out), str(marker)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "the export never reached its staging folder"
+        time.sleep(0.1)
+    assert any(p.name.startswith(".d2.tmp-") for p in out.parent.iterdir())  # staging exists
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 130
+    assert "interrupted" in process.stderr.read()
+    assert list(out.parent.iterdir()) == []  # neither the folder nor its staging copy
+    assert main(["export", str(world["run"]), "--degree", "2", "--out", str(out)]) == 0
+    assert (out / "cahp_export.json").is_file() and (out / "README.md").is_file()
 
 
 # ----------------------------------------------------------------- safe loading
