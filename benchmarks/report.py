@@ -866,6 +866,103 @@ def claim4_line(knee: list[dict] | None) -> str:
     )
 
 
+def deployment_section(records: list[dict], meta: dict) -> list[str]:
+    """Latency and SST-5 test accuracy of the full and the pruned model per runtime and graph
+    (benchmarks/deployment.py), and the deployment goal's verdict."""
+    heads = f"{records[0]['heads_kept']}/{records[0]['heads_total']}"
+    threads = meta.get("threads", records[0]["threads"])
+    kept = meta.get("kept_per_layer")
+    others = meta.get("other_cores_during_timing")
+    out = [
+        "## Deployment (CPU latency and SST-5 test accuracy, 64 tokens)",
+        "",
+        f"CAHP's selection at its knee ({heads} heads"
+        + (f", {kept} per layer" if kept else "")
+        + (f"; the {meta['protocol']} protocol's run `{meta['run']}`" if meta.get("run") else "")
+        + "), physically pruned and fine-tuned once, against the full fine-tuned model. All "
+        f"variants of a batch size are timed in shuffled round-robin in one loop on {threads} "
+        f"threads (medians of {meta.get('repeats', '?')}); ONNX Runtime sessions use "
+        f"{threads} intra-op threads without spinning. "
+        + (
+            f"Other processes used {max(others, 0.0):.2f} of the {meta.get('cpus', '?')} cores "
+            "on average "
+            "during the timing, so the ratios (measured together) count more than the "
+            "absolute times. "
+            if others is not None
+            else ""
+        )
+        + "Ideal: the ratio of the encoders' multiply-adds (embeddings, classifier, softmax "
+        "and layer norms not counted). Fused: ONNX Runtime's transformer optimizer "
+        "(Attention, SkipLayerNorm, BiasGelu, EmbedLayerNorm); int8: dynamic quantization, "
+        "per-channel int8 weights.",
+        "",
+        "| runtime | graph | batch | full ms | pruned ms | speed-up | ideal | pruned vs full "
+        "PyTorch | test accuracy full → pruned |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        accuracy = (
+            f"{r['accuracy_full']:.4f} → {r['accuracy_pruned']:.4f}" if "accuracy_full" in r else ""
+        )
+        versus = r.get("speedup_vs_full_pytorch")
+        out.append(
+            f"| {r['runtime']} | {r.get('graph', '')} | {r['batch']} | "
+            f"{r['latency_full_ms']:.2f} | {r['latency_pruned_ms']:.2f} | {r['speedup']:.2f} | "
+            f"{r['ideal_speedup']:.2f} | {f'{versus:.2f}' if versus else ''} | {accuracy} |"
+        )
+    out.append("")
+    fused = meta.get("exports", {}).get("pruned", {}).get("fused")
+    if fused:
+        out += [
+            f"Pruned graph: Attention fused in {fused['attention_fused']} of "
+            f"{fused['attention_layers']} layers with heads"
+            + (f" ({'; '.join(fused['warnings'])})" if fused["warnings"] else "")
+            + f"; {records[0]['params_full']:,} → {records[0]['params_pruned']:,} parameters.",
+            "",
+        ]
+    goal = meta.get("goal")
+    if goal:
+        verdict = "**Met.**" if goal["met"] else "**Not met.**"
+        out += [
+            f"Goal (batch {goal['goal_batch']}, {threads} threads): the pruned, fused, int8 ONNX "
+            f"model at CAHP's knee runs at least {goal['goal_speedup']:g}x faster than the full "
+            f"PyTorch model with at most {100 * goal['goal_accuracy_loss']:g} points of SST-5 "
+            f"test accuracy lost. {verdict} Measured: {goal['speedup']:.2f}x "
+            f"({'met' if goal['speed_met'] else 'not met'}); accuracy "
+            f"{goal['accuracy_full_pytorch']:.4f} → {goal['accuracy_pruned_int8']:.4f}, "
+            f"{100 * goal['accuracy_loss']:.2f} points lost "
+            f"({'met' if goal['accuracy_met'] else 'not met'}): "
+            f"{100 * goal['accuracy_loss_pruning']:.2f} from pruning and the re-tune (pruned "
+            f"PyTorch {goal['accuracy_pruned_pytorch']:.4f}), "
+            f"{-100 * goal['accuracy_change_int8_vs_fp32']:.2f} from int8 against the pruned "
+            f"fp32 graph ({goal['accuracy_pruned_fp32']:.4f}).",
+            "",
+        ]
+        out += int8_alone_lines(records, goal["goal_batch"])
+    return out
+
+
+def int8_alone_lines(records: list[dict], batch: int) -> list[str]:
+    """How far the full model's fused int8 graph gets without pruning (same run)."""
+    rows = {r.get("graph"): r for r in records if r["batch"] == batch}
+    if "eager" not in rows or "fused-int8" not in rows:
+        return []
+    eager, int8 = rows["eager"], rows["fused-int8"]
+    return [
+        f"Without pruning, the full model's fused int8 graph runs "
+        f"{eager['latency_full_ms'] / int8['latency_full_ms']:.2f}x faster than full PyTorch "
+        f"at batch {batch} ({100 * (eager['accuracy_full'] - int8['accuracy_full']):.2f} points "
+        f"lost); pruning adds {int8['speedup']:.2f}x on top of it there (batch 32: "
+        + ", ".join(
+            f"{r['speedup']:.2f}x"
+            for r in records
+            if r["batch"] == 32 and r.get("graph") == "fused-int8"
+        )
+        + ").",
+        "",
+    ]
+
+
 def build_report(write_figures: bool = True) -> str:
     """The text of docs/results.md from benchmarks/results/*.json (figures written if asked)."""
     quality, proximity = load("quality"), load("proximity")
@@ -911,23 +1008,7 @@ def build_report(write_figures: bool = True) -> str:
         ]
         lines.append("")
     if deployment:
-        lines += [
-            "## Deployment (CPU latency, same inputs, 64 tokens)",
-            "",
-            "Medians of full and pruned runs timed in alternation, so load on the machine hits "
-            "both; run on an otherwise idle machine. Ideal: the ratio of the encoders' "
-            "multiply-adds (embeddings, classifier, softmax and layer norms not counted).",
-            "",
-            "| selection | runtime | batch | heads | full ms | pruned ms | speed-up | ideal | params full → pruned |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['selection']} | {r['runtime']} | {r['batch']} | {r['heads_kept']}/{r['heads_total']} | "
-            f"{r['latency_full_ms']:.2f} | {r['latency_pruned_ms']:.2f} | {r['speedup']:.2f} | "
-            f"{r['ideal_speedup']:.2f} | {r['params_full']:,} → {r['params_pruned']:,} |"
-            for r in deployment
-        ]
-        lines.append("")
+        lines += deployment_section(deployment, load("deployment_meta") or {})
     lines += ["## Which of the paper's claims held here", ""]
     lines += [claim1_line(task, split, high, protocol) for protocol, task, split, high in verdicts]
     if depth:

@@ -85,6 +85,28 @@ class ProgressPrinter:
             write_json_atomic(self.path, record)
 
 
+def _add_quantize_arg(p: argparse.ArgumentParser) -> None:
+    from .config import QUANTIZE_CHOICES
+
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        help="also write model.int8.onnx (ONNX Runtime dynamic quantization; implies --onnx) "
+        "and print its accuracy change",
+    )
+
+
+def _print_int8(info: dict) -> None:
+    """The accuracy change of the int8 graph against the pruned model it was made from."""
+    if info.get("accuracy_int8") is not None:
+        change = info["accuracy_int8"] - info["accuracy_pruned"]
+        print(
+            f"int8 ONNX accuracy {info['accuracy_int8']:.4f} ({100 * change:+.2f} points vs the "
+            f"pruned fp32 model, {info['n_eval']} examples of {info.get('eval_split', 'eval')})",
+            file=sys.stderr,
+        )
+
+
 def _add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--task", required=required, help="sst5, mnli, or custom (with --data-dir)")
     p.add_argument("--data-dir", help="folder of <split>.jsonl/.csv files (default: bundled/hub)")
@@ -245,8 +267,9 @@ def cmd_prune(args) -> int:
     import copy
 
     from .heads import head_layout
+    from .model_card import write_model_card
     from .models import LoadedModel, count_parameters, load_model, num_labels_of
-    from .onnx_export import ONNX_FILE, export_onnx
+    from .onnx_export import ONNX_FILE, export_onnx_report
     from .pruning import remove_heads, save_pruned
     from .specs import parse_head_spec, removed_to_keep
 
@@ -267,9 +290,15 @@ def cmd_prune(args) -> int:
         remove_heads(copy.deepcopy(loaded.model), keep), loaded.tokenizer, str(source)
     )
     extra = {"source": str(source), "method": "manual", "command": args.command_line}
-    out = save_pruned(pruned, keep, args.out, extra=extra)
-    if args.onnx:
-        export_onnx(pruned.model, pruned.tokenizer, out / ONNX_FILE)
+
+    def add_onnx(folder: Path, head_map: dict) -> None:  # inside the staging folder
+        if args.onnx or args.quantize:
+            report = export_onnx_report(
+                pruned.model, pruned.tokenizer, folder / ONNX_FILE, quantize=args.quantize
+            )
+            write_model_card(folder, {**head_map, "onnx": report.to_dict()})
+
+    out = save_pruned(pruned, keep, args.out, extra=extra, complete=add_onnx)
     after = count_parameters(pruned.model)
     print(
         json.dumps(
@@ -314,6 +343,7 @@ def cmd_run(args) -> int:
         seed=args.seed,
         device=args.device,
         onnx=args.onnx or None,
+        quantize=args.quantize,
         salience_fraction=args.salience_fraction,
         trust_remote_code=args.trust_remote_code or None,
     )
@@ -417,10 +447,12 @@ def cmd_export(args) -> int:
         radius_quantile=args.radius_quantile,
         mmr_lambda=args.mmr_lambda,
         onnx=args.onnx,
+        quantize=args.quantize,
         progress=printer,
         announce=announce,
     )
     printer.finish()
+    _print_int8(info)
     print(
         json.dumps(
             {
@@ -434,7 +466,9 @@ def cmd_export(args) -> int:
                     "accuracy_masked",
                     "accuracy_pruned",
                     "params_pruned",
+                    "accuracy_int8",
                 )
+                if k in info
             }
         )
     )
@@ -470,6 +504,7 @@ def cmd_baseline(args) -> int:
             keep,
             args.out,
             onnx=args.onnx,
+            quantize=args.quantize,
             stage="baseline",
             extra={
                 "method": args.method,
@@ -582,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove", required=True, help='heads to remove, e.g. "0:0,1,2;3:5"')
     p.add_argument("--out", required=True)
     p.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    _add_quantize_arg(p)
     p.set_defaults(func=cmd_prune)
 
     p = add("run", "run the whole CAHP pipeline (resumable) and write RUN/summary.json")
@@ -609,6 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a hub model's own code (off by default)",
     )
     p.add_argument("--onnx", action="store_true", help="also export the pruned model to ONNX")
+    _add_quantize_arg(p)
     p.add_argument("--out", required=True, help="run folder (re-run the same command to resume)")
     p.add_argument("--progress-json", help="also write live progress to this JSON file")
     p.set_defaults(func=cmd_run)
@@ -621,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_knee_args(p, shape=False)
     _add_rule_args(p)
     p.add_argument("--out", required=True)
-    p.add_argument("--onnx", action="store_true")
+    p.add_argument("--onnx", action="store_true", help="also write the fused model.onnx")
+    _add_quantize_arg(p)
     p.add_argument("--progress-json", help="also write live progress to this JSON file")
     p.set_defaults(func=cmd_export)
 
@@ -660,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
         "their L2 norm first (Michel et al.'s default)",
     )
     p.add_argument("--out", required=True)
-    p.add_argument("--onnx", action="store_true")
+    p.add_argument("--onnx", action="store_true", help="also write the fused model.onnx")
+    _add_quantize_arg(p)
     p.set_defaults(func=cmd_baseline)
 
     p = add("bundle", "copy a finished run's analysis artefacts (no weights) for the dashboard")

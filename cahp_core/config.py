@@ -12,6 +12,7 @@ DISTANCE_METHODS = ("jm", "js")
 QUALITY_METHODS = ("mss", "simplified-silhouette")  # cluster-quality curves (clustering.py)
 # which heads to keep, given how many (selection.py): the paper's, then two variants
 SELECTION_RULES = ("complementary", "salience-radius", "mmr")
+QUANTIZE_CHOICES = ("int8",)  # ONNX Runtime dynamic quantization of the exported graph
 RULE_PARAMETER = {"salience-radius": "radius_quantile", "mmr": "mmr_lambda"}  # its one knob
 
 
@@ -51,6 +52,7 @@ class RunConfig:
     curve_points: int = 12  # masked-accuracy grid of the task-performance curve
     device: str = "auto"
     onnx: bool = False
+    quantize: str | None = None  # "int8": also a dynamically quantized ONNX graph
     trust_remote_code: bool = False  # never on unless the user passes --trust-remote-code
     preset: str = "paper"
 
@@ -59,6 +61,10 @@ class RunConfig:
         if self.clustering not in CLUSTERING_METHODS:
             raise CAHPError(
                 f"unknown clustering {self.clustering!r}; choose one of {', '.join(CLUSTERING_METHODS)}"
+            )
+        if self.quantize not in (None, *QUANTIZE_CHOICES):
+            raise CAHPError(
+                f"unknown quantization {self.quantize!r}; choose one of {', '.join(QUANTIZE_CHOICES)}"
             )
         if self.distance not in DISTANCE_METHODS:
             raise CAHPError(
@@ -120,6 +126,7 @@ EXPORT_ONLY_FIELDS = (
     "radius_quantile",
     "mmr_lambda",
     "onnx",
+    "quantize",
     "device",
     "preset",
     "trust_remote_code",

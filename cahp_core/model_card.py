@@ -360,7 +360,33 @@ def _latency_items(label: str, value: Any, unit: str) -> list[str]:
     return []
 
 
+LATENCY_CONDITIONS = ("batch", "tokens", "threads", "repeats")  # how it was measured
+LATENCY_NAMES = {
+    "full_pytorch": "full model, PyTorch",
+    "pruned_pytorch": "pruned, PyTorch",
+    "pruned_fp32_onnx": "pruned, ONNX Runtime (fused, fp32)",
+    "pruned_int8_onnx": "pruned, ONNX Runtime (fused, int8)",
+}
+
+
+def _latency_table(value: dict) -> list[str]:
+    """The export's own measurement (``latency_ms``): a table and its conditions."""
+    rows = [(k, _number(v)) for k, v in value.items() if k not in LATENCY_CONDITIONS]
+    lines = ["| Model | Median latency |", "|---|---:|"]
+    lines += [f"| {LATENCY_NAMES.get(k, k)} | {ms:.2f} ms |" for k, ms in rows if ms is not None]
+    conditions = ", ".join(
+        f"{k} {value[k]}" for k in LATENCY_CONDITIONS if _number(value.get(k)) is not None
+    )
+    note = (
+        f"Measured on the exporting machine's CPU at export time ({conditions}), timed "
+        "interleaved; a quick indication, not a benchmark (`benchmarks/deployment.py`)."
+    )
+    return [*lines, "", note]
+
+
 def _latency_section(fields: dict) -> list[str]:
+    if isinstance(fields.get("latency_ms"), dict) and "batch" in fields["latency_ms"]:
+        return ["## Latency", "", *_latency_table(fields["latency_ms"]), ""]
     items = []
     for key, value in fields.items():
         if key.startswith("latency"):

@@ -43,7 +43,7 @@ from .errors import CAHPError
 from .graph import build_head_graph, graph_to_json
 from .model_card import write_model_card
 from .models import KEPT_HEADS_FILE, LoadedModel, count_parameters, load_model
-from .onnx_export import ONNX_FILE, export_onnx
+from .onnx_export import ONNX_FILE, export_onnx_report, int8_path_for, onnx_accuracy
 from .proximity import depth_stats
 from .pruning import remove_heads, save_pruned
 from .runs import RunFolder, locked_folder
@@ -534,7 +534,12 @@ def rule_summary(selector: CAHPSelector) -> dict:
 
 
 def export_command(
-    run_dir: str | Path, record: dict, out_dir: str | Path, *, onnx: bool = False
+    run_dir: str | Path,
+    record: dict,
+    out_dir: str | Path,
+    *,
+    onnx: bool = False,
+    quantize: str | None = None,
 ) -> str:
     """The ``cahp export`` command that writes this selection again (for model cards)."""
     import shlex
@@ -546,6 +551,7 @@ def export_command(
         words += ["--rule", rule["name"]]
         words += [f"--{k.replace('_', '-')}={v:g}" for k, v in rule.items() if k != "name"]
     words += ["--out", str(out_dir)] + (["--onnx"] if onnx else [])
+    words += ["--quantize", quantize] if quantize else []
     return shlex.join(words)
 
 
@@ -664,10 +670,15 @@ def export_selection(
     out_dir: str | Path,
     *,
     onnx: bool = False,
+    quantize: str | None = None,
     stage: str = "export",
     extra: dict | None = None,
 ) -> dict:
     """Physically prune, fine-tune once, evaluate and save a deployment-ready folder.
+
+    ``onnx`` adds the fused ONNX graph, ``quantize="int8"`` (implies ``onnx``) its dynamic
+    int8 version, whose accuracy is measured on the evaluation split; on a CPU run, the
+    batch-1 latency of the full and pruned models is measured for the model card.
 
     Everything (weights, ONNX, model card, ``cahp_export.json``) is written into a staging
     folder that appears under ``out_dir`` only when complete: an interrupted or cancelled
@@ -697,10 +708,11 @@ def export_selection(
     }
 
     def complete(folder: Path, head_map: dict) -> None:
-        if onnx:
-            ctx.progress(stage, 0.92, "exporting ONNX")
-            export_onnx(pruned.model, pruned.tokenizer, folder / ONNX_FILE)
-            info["onnx"] = [ONNX_FILE]
+        if onnx or quantize:
+            info.update(_onnx_files(ctx, pruned, folder, quantize, stage))
+        if ctx.config.device != "cuda":
+            ctx.progress(stage, 0.96, "timing the full and the pruned model")
+            info["latency_ms"] = _card_latency(ctx, pruned, folder)
         ctx.progress(stage, 0.98, "writing the model card")
         info["size_pruned_bytes"] = _weights_bytes(folder)
         head_map["cahp"] = info
@@ -711,6 +723,41 @@ def export_selection(
     save_pruned(pruned, keep, out_dir, extra={"cahp": info}, complete=complete)
     ctx.progress(stage, 1.0, f"accuracy after fine-tuning {after['accuracy']:.3f}")
     return info
+
+
+def _onnx_files(
+    ctx: RunContext, pruned: LoadedModel, folder: Path, quantize: str | None, stage: str
+) -> dict:
+    """Write the fused ONNX graph (and its int8 version) into ``folder``; what the export
+    records about them, the int8 graph's accuracy included."""
+    ctx.progress(stage, 0.9, "exporting ONNX" + (" and its int8 version" if quantize else ""))
+    report = export_onnx_report(
+        pruned.model, pruned.tokenizer, folder / ONNX_FILE, quantize=quantize
+    )
+    out = {"onnx": report.to_dict()}
+    if report.int8_path is not None:
+        ctx.progress(stage, 0.93, "accuracy of the int8 graph")
+        pad_id = pruned.tokenizer.pad_token_id or 0
+        int8 = onnx_accuracy(report.int8_path, ctx.eval_features, pad_id=pad_id)
+        out.update(accuracy_int8=int8["accuracy"], macro_f1_int8=int8["macro_f1"])
+    return out
+
+
+def _card_latency(ctx: RunContext, pruned: LoadedModel, folder: Path) -> dict:
+    """Batch-1 latency on this machine of the full and pruned models (PyTorch and the ONNX
+    graphs in ``folder``), for the model card."""
+    from .latency import export_latency_ms
+
+    graphs = {"pruned_fp32": folder / ONNX_FILE, "pruned_int8": int8_path_for(folder / ONNX_FILE)}
+    column = ctx.task.spec.text_columns[0]  # the first text of a pair is enough for timing
+    texts = [str(r[column]) for r in ctx.task.splits[ctx.task.spec.eval_split][:8]]
+    models = {"full": ctx.finetuned().model.eval(), "pruned": pruned.model.eval()}
+    return export_latency_ms(
+        models,
+        {k: v for k, v in graphs.items() if v.is_file()},
+        pruned.tokenizer,
+        texts or ["a short example sentence"],
+    )
 
 
 def _weights_bytes(folder: Path) -> int | None:
@@ -724,7 +771,8 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
     import json
 
     done = ctx.run.stage_info("export") if ctx.run.is_done("export") else {}
-    if done.get("kept") == record["kept"]:  # the same heads: the exported model still holds
+    same_files = (done.get("onnx"), done.get("quantize")) == (ctx.config.onnx, ctx.config.quantize)
+    if done.get("kept") == record["kept"] and same_files:  # the exported folder still holds
         ctx.progress("export", 1.0, "reused from the run folder")
         return json.loads(ctx.run.path(PRUNED_DIR, EXPORT_INFO).read_text())
     with ctx.run.stage("export") as st:
@@ -734,16 +782,25 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
             keep,
             ctx.run.path(PRUNED_DIR),
             onnx=ctx.config.onnx,
+            quantize=ctx.config.quantize,
             extra=selection_extra(
                 record,
                 export_command(
-                    ctx.run.root, record, ctx.run.path(PRUNED_DIR), onnx=bool(ctx.config.onnx)
+                    ctx.run.root,
+                    record,
+                    ctx.run.path(PRUNED_DIR),
+                    onnx=bool(ctx.config.onnx),
+                    quantize=ctx.config.quantize,
                 ),
             ),
         )
         st.add_artefact(PRUNED_DIR)
         st.info.update(
-            degree=record["degree"], knee_curve=record["knee_curve"], kept=record["kept"]
+            degree=record["degree"],
+            knee_curve=record["knee_curve"],
+            kept=record["kept"],
+            onnx=ctx.config.onnx,
+            quantize=ctx.config.quantize,
         )
     return info
 
@@ -919,6 +976,7 @@ def export_with_degree(
     radius_quantile: float | None = None,
     mmr_lambda: float | None = None,
     onnx: bool = False,
+    quantize: str | None = None,
     progress: Progress | None = None,
     announce: Callable[[dict], None] | None = None,
     model: LoadedModel | None = None,
@@ -927,6 +985,7 @@ def export_with_degree(
     prune, fine-tune once, save. The selection is the one ``fit_selector`` gives every page."""
     given = {
         "knee_curve": knee_curve,
+        "quantize": quantize,  # validated before any work
         "rule": rule,
         "radius_quantile": radius_quantile,
         "mmr_lambda": mmr_lambda,
@@ -947,6 +1006,9 @@ def export_with_degree(
             selector.support_,
             out_dir,
             onnx=onnx,
-            extra=selection_extra(record, export_command(run_dir, record, out_dir, onnx=onnx)),
+            quantize=quantize,
+            extra=selection_extra(
+                record, export_command(run_dir, record, out_dir, onnx=onnx, quantize=quantize)
+            ),
         )
     return {**record, **info}

@@ -56,14 +56,14 @@ def export_dir(runs_root: Path, view: RunView, chosen: DegreeView) -> Path:
     return runs_root / "exports" / f"{run}-{chosen.knee_curve}-degree{chosen.degree}{suffix}"
 
 
-def export_args(chosen: DegreeView, onnx: bool) -> list[str]:
+def export_args(chosen: DegreeView, onnx: bool, int8: bool = False) -> list[str]:
     """The ``cahp export RUN`` flags (without --out) that write ``chosen``."""
     args = ["--degree", str(chosen.degree), "--knee-curve", chosen.knee_curve]
     settings = dict(chosen.rule)
     if rule_name(chosen) != "complementary":
         for key, value in settings.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
-    return args + (["--onnx"] if onnx else [])
+    return args + (["--onnx"] if onnx else []) + (["--quantize", "int8"] if int8 else [])
 
 
 def export_job(runs_root: Path, view: RunView) -> dict | None:
@@ -72,7 +72,9 @@ def export_job(runs_root: Path, view: RunView) -> dict | None:
     return job_status(runs_root, name, "export")
 
 
-def start_export(runs_root: Path, view: RunView, chosen: DegreeView, onnx: bool) -> Path:
+def start_export(
+    runs_root: Path, view: RunView, chosen: DegreeView, onnx: bool, int8: bool = False
+) -> Path:
     """Launch the export of ``chosen`` in the background; returns the folder it will write.
 
     Refused (CAHPError) while another export of the same run is running."""
@@ -91,5 +93,5 @@ def start_export(runs_root: Path, view: RunView, chosen: DegreeView, onnx: bool)
         "heads_kept": chosen.heads_kept,
         "kept": chosen.keep.tolist(),
     }
-    launch_export(runs_root, run_dir, out, export_args(chosen, onnx), about)
+    launch_export(runs_root, run_dir, out, export_args(chosen, onnx, int8), about)
     return out

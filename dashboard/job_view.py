@@ -38,22 +38,25 @@ def weights_caption(progress: dict) -> str:
 
 
 def show_job(status: dict, kind: str, title: str) -> None:
-    """Draw one job's state inside an ``st.status`` box (expanded unless finished)."""
+    """Draw one job's state in an ``st.status`` box (expanded unless finished).
+
+    The box is filled through its methods, not a ``with`` block: leaving a ``with
+    st.status`` block marks it complete, which would show a tick while the job runs."""
     state = status["state"]
     progress = status["progress"]
     times = timing(progress, state)
     current = progress.get("stage")
     label = f"{title}: {state}" + (f" ({current})" if state == "running" and current else "")
-    with st.status(label, state=STATE_ICONS[state], expanded=state != "finished"):
-        if state == "failed":
-            st.error(last_error(status["log_tail"]))
-            st.code(status["log_tail"][-1500:])
-            return
-        if state == "cancelled":
-            st.warning("Cancelled: nothing was written; start it again whenever you like.")
-            return
-        st.progress(times["overall"], text=overall_text(times, state))
-        left, right = st.columns(2)
-        for index, (stage, fraction, message) in enumerate(stage_fractions(progress, kind)):
-            (left, right)[index % 2].progress(fraction, text=f"{stage}: {message}")
-        st.caption(weights_caption(progress))
+    box = st.status(label, state=STATE_ICONS[state], expanded=state != "finished")
+    if state == "failed":
+        box.error(last_error(status["log_tail"]))
+        box.code(status["log_tail"][-1500:])
+        return
+    if state == "cancelled":
+        box.warning("Cancelled: nothing was written; start it again whenever you like.")
+        return
+    box.progress(times["overall"], text=overall_text(times, state))
+    left, right = box.columns(2)
+    for index, (stage, fraction, message) in enumerate(stage_fractions(progress, kind)):
+        (left, right)[index % 2].progress(fraction, text=f"{stage}: {message}")
+    box.caption(weights_caption(progress))

@@ -179,7 +179,7 @@ def stage_fractions(progress: dict, kind: str = "run") -> list[tuple[str, float,
             continue
         fraction = min(max(float(info.get("fraction", 0.0)), 0.0), 1.0)
         message = "reused from the run folder" if info.get("reused") else info.get("message", "")
-        rows.append((stage, fraction, message))
+        rows.append((stage, fraction, message or ("waiting" if fraction == 0.0 else "")))
     return rows
 
 

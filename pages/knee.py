@@ -201,13 +201,14 @@ if view is not None:
     left, right = st.columns([1, 3], vertical_alignment="center")
     if left.button(f"Re-export at degree {degree}", key="knee_export", type="primary"):
         try:
-            out = start_export(runs_root(), view, chosen, onnx=True)
+            out = start_export(runs_root(), view, chosen, onnx=True, int8=True)
             st.session_state["export_message"] = ("success", f"Export started: it writes `{out}`.")
             st.switch_page(ROOT / "pages" / "export.py")
         except (CAHPError, OSError) as exc:
             right.error(str(exc))
     right.caption(
-        "Prunes to this selection, fine-tunes once and saves the folder (with ONNX) in the "
+        "Prunes to this selection, fine-tunes once and saves the folder (with fused fp32 and "
+        "int8 ONNX graphs) in the "
         "background; the Export page follows its progress and offers the downloads."
     )
     if chosen.knee.fallback:

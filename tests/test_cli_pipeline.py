@@ -141,6 +141,34 @@ def test_export_other_degree_reuses_cached_stages(demo, capsys, degree):
     assert stages["signatures"] == manifest["stages"]["signatures"]
 
 
+def test_export_int8_measures_its_accuracy_and_the_card_holds_it(demo, capsys):
+    """--quantize int8 writes the int8 graph beside the fused one, measures its accuracy
+    change and the batch-1 latency, and the model card shows them with its command."""
+    base, run, _ = demo
+    out = base / "export-int8"
+    assert main(["export", str(run), "--degree", "3", "--out", str(out), "--quantize", "int8"]) == 0
+    captured = capsys.readouterr()
+    assert (
+        "int8 ONNX accuracy" in captured.err and "points vs the pruned fp32 model" in captured.err
+    )
+    info = json.loads((out / "cahp_export.json").read_text())
+    assert json.loads(captured.out.splitlines()[-1])["accuracy_int8"] == info["accuracy_int8"]
+    assert (out / "model.onnx").is_file() and (out / "model.int8.onnx").is_file()
+    assert info["onnx"]["attention_fused"] >= 1
+    latency = info["latency_ms"]
+    assert {"full_pytorch", "pruned_pytorch", "pruned_fp32_onnx", "pruned_int8_onnx"} <= set(
+        latency
+    )
+    assert latency["batch"] == 1 and all(
+        latency[k] > 0 for k in ("full_pytorch", "pruned_int8_onnx")
+    )
+    card = (out / "README.md").read_text()
+    assert "| pruned, ONNX Runtime (fused, int8) |" in card and "Pruned, int8 ONNX" in card
+    assert f"--out {out} --quantize int8" in card  # the command that reproduces it
+    with pytest.raises(SystemExit):  # argparse refuses other quantizations at once
+        main(["export", str(run), "--degree", "3", "--out", str(out), "--quantize", "int4"])
+
+
 def test_baselines(demo, capsys):
     base, run, _ = demo
     for method in ("gradient", "random"):

@@ -486,7 +486,7 @@ def test_export_page_exports_the_tiny_run(env, tiny_view):
 
 
 def test_the_knee_page_re_exports_at_the_chosen_degree(env, tiny_view):
-    """"Re-export at degree d" starts the background export and opens the Export page."""
+    """The "Re-export at degree d" button starts the background export, opens Export."""
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     at.slider[0].set_value(3).run()
     _button(at, "Re-export at degree 3").click().run()
@@ -497,7 +497,7 @@ def test_the_knee_page_re_exports_at_the_chosen_degree(env, tiny_view):
     assert status["state"] == "finished", status["log_tail"]
     assert status["job"]["degree"] == 3
     kept = json.loads((Path(status["job"]["out"]) / "kept_heads.json").read_text())
-    assert kept["cahp"]["degree"] == 3 and (Path(status["job"]["out"]) / "model.onnx").is_file()
+    assert kept["cahp"]["degree"] == 3 and (Path(status["job"]["out"]) / "model.int8.onnx").is_file()
 
 
 def test_one_export_per_run_at_a_time_and_cancel(env, tiny_view):
@@ -515,6 +515,10 @@ def test_one_export_per_run_at_a_time_and_cancel(env, tiny_view):
     at = page("run.py")
     table = at.dataframe[0].value
     assert list(table.loc[table["name"] == "tiny-run", "state"]) == ["exporting"]
+    exporter = page("export.py")  # another session re-attaches: running, never a tick
+    box = exporter.status[0]
+    assert box.state == "running" and ": running" in box.label, (box.state, box.label)
+    assert any(b.label == "Cancel export" for b in exporter.button)
     stop_job(env, "tiny-run", "export")
     status = _wait_for_export(env, "tiny-run")
     assert status["state"] == "cancelled"

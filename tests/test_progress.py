@@ -89,7 +89,9 @@ def test_eta_and_elapsed_time():
     tracker.update("export", 0.5, "half")
     snapshot = tracker.snapshot(now=160.0)
     assert snapshot["elapsed_s"] == pytest.approx(60.0)
-    assert snapshot["eta_s"] == pytest.approx(60.0 * (1 - snapshot["overall"]) / snapshot["overall"])
+    assert snapshot["eta_s"] == pytest.approx(
+        60.0 * (1 - snapshot["overall"]) / snapshot["overall"]
+    )
     assert tracker.finish()["overall"] == 1.0
     assert [format_duration(s) for s in (None, 42, 185, 3720)] == [
         "—",
