@@ -497,7 +497,9 @@ def test_the_knee_page_re_exports_at_the_chosen_degree(env, tiny_view):
     assert status["state"] == "finished", status["log_tail"]
     assert status["job"]["degree"] == 3
     kept = json.loads((Path(status["job"]["out"]) / "kept_heads.json").read_text())
-    assert kept["cahp"]["degree"] == 3 and (Path(status["job"]["out"]) / "model.int8.onnx").is_file()
+    assert (
+        kept["cahp"]["degree"] == 3 and (Path(status["job"]["out"]) / "model.int8.onnx").is_file()
+    )
 
 
 def test_one_export_per_run_at_a_time_and_cancel(env, tiny_view):
