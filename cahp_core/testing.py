@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RunConfig
@@ -39,3 +40,18 @@ def tiny_run_config(model_dir: str | Path, **overrides) -> RunConfig:
         **overrides,
     }
     return RunConfig(**values).validate()
+
+
+@dataclass
+class FakeUpload:
+    """A stand-in for Streamlit's ``UploadedFile``: a name and the bytes (upload tests)."""
+
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def getvalue(self) -> bytes:
+        return self.data

@@ -6,7 +6,6 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from cahp_core.errors import CAHPError
 from cahp_core.pipeline import run_pipeline
-from cahp_core.testing import save_tiny_model, tiny_run_config
+from cahp_core.testing import FakeUpload, save_tiny_model, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
@@ -716,19 +715,6 @@ def test_quality_summary_groups_benchmark_records(tmp_path):
     table = quality_summary(path)
     paper = table[table["protocol"] == "paper"]
     assert set(paper["retune"]) == {"masked"} and list(paper["kl"]) == [0.1, 0.1]
-
-
-@dataclass
-class FakeUpload:
-    name: str
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def getvalue(self) -> bytes:
-        return self.data
 
 
 def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):

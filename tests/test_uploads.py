@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cahp_core.data import load_task
 from cahp_core.errors import CAHPError, DataError
+from cahp_core.testing import FakeUpload
 from dashboard.inputs import (
     accept_upload,
     find_label_column,
@@ -22,19 +22,6 @@ from dashboard.inputs import (
 RUN_PAGE = Path(__file__).resolve().parents[1] / "pages" / "run.py"
 NO_LABEL = "text,source\n" + "".join(f"review {i},imdb\n" for i in range(30))
 STARS = "text,source,stars\n" + "".join(f"review {i},imdb,{i % 3}\n" for i in range(30))
-
-
-@dataclass
-class FakeUpload:
-    name: str
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def getvalue(self) -> bytes:
-        return self.data
 
 
 def _leftovers(root: Path) -> list[str]:

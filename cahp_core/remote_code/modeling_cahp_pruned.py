@@ -9,6 +9,8 @@ This file is copied verbatim into every pruned model folder and named in its
 It imports only torch, transformers and the standard library. Each class is the stock
 transformers classifier whose attention projections are shrunk, in ``__init__``, to the heads
 listed in ``config.cahp_kept_heads`` (kept head indices per layer; a layer may keep none).
+It repeats the projection slicing of ``cahp_core.pruning`` on purpose: a pruned folder must
+load where this project is not installed (tests/test_remote_load.py checks both agree).
 """
 
 from __future__ import annotations
