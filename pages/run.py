@@ -9,6 +9,7 @@ import streamlit as st
 
 from cahp_core.errors import CAHPError
 from cahp_core.runs import delete_run, list_runs, safe_run_dir
+from dashboard.exports import is_example_copy
 from dashboard.inputs import (
     MAX_UPLOAD_MB,
     accept_upload,
@@ -202,6 +203,8 @@ def run_state(root: Path, run: dict) -> str:
     status = job_status(root, run["name"])
     if status is not None:
         return status["state"]
+    if is_example_copy(root / run["name"]):
+        return "copy of the example"  # made to export from the embedded example
     return "finished" if run["summary"] else "incomplete"
 
 

@@ -551,6 +551,8 @@ def test_export_of_a_bundle_copies_it_first(env, tmp_path, monkeypatch, tiny_vie
     status = _wait_for_export(tmp_path / "runs", "embedded-example")
     assert status["state"] == "finished", status["log_tail"]
     assert "[finetune] reused from the run folder" in status["log_tail"]
+    table = page("run.py").dataframe[0].value  # the working copy is not a run of the user's
+    assert list(table["state"]) == ["copy of the example"]
 
 
 # ---------------------------------------------------------------- pure helpers
