@@ -17,8 +17,8 @@ from common import RESULTS, ROOT
 
 from cahp_core.atomic import write_text_atomic
 from cahp_core.selection import spread
-from dashboard.benchmark_results import benchmark_frame  # as the dashboard reads them
-from dashboard.theme import METHOD_COLORS  # one colour per method, as in the dashboard
+from cahp_studio.dashboard.benchmark_results import benchmark_frame  # as the dashboard reads them
+from cahp_studio.dashboard.theme import METHOD_COLORS  # one colour per method, as in the dashboard
 
 DOCS = ROOT / "docs"
 FIGURES = DOCS / "figures"

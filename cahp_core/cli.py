@@ -540,18 +540,26 @@ def cmd_bundle(args) -> int:
     return 0
 
 
+def dashboard_app() -> Path:
+    """The dashboard's entry script, from a checkout, an editable install or a wheel."""
+    from importlib.util import find_spec
+
+    spec = find_spec("cahp_studio.dashboard")
+    if spec is None or spec.origin is None:
+        raise CAHPError(
+            "the dashboard package cahp_studio.dashboard is not installed; reinstall CAHP "
+            "Studio (pip install cahp-studio, or pip install -e . in a checkout)"
+        )
+    return Path(spec.origin).parent / "app.py"
+
+
 def cmd_dashboard(args) -> int:
     from streamlit.web import cli as stcli
 
-    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-    if not app.is_file():
-        raise CAHPError(
-            f"dashboard not found at {app}; run from a source checkout (pip install -e .)"
-        )
     sys.argv = [
         "streamlit",
         "run",
-        str(app),
+        str(dashboard_app()),
         "--server.address",
         args.address,
         "--server.port",
@@ -562,6 +570,16 @@ def cmd_dashboard(args) -> int:
     return stcli.main()
 
 
+def version() -> str:
+    """``cahp-studio X.Y.Z`` of the installed distribution."""
+    from importlib import metadata
+
+    try:
+        return f"cahp-studio {metadata.version('cahp-studio')}"
+    except metadata.PackageNotFoundError:
+        return "cahp-studio (not installed: running from a source tree)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cahp",
@@ -570,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:

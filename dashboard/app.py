@@ -1,19 +1,17 @@
-"""CAHP Studio dashboard entry point: ``streamlit run dashboard/app.py`` (or ``cahp dashboard``)."""
+"""CAHP Studio dashboard entry point: ``cahp dashboard`` (or, in a checkout installed with
+``pip install -e .``, ``streamlit run dashboard/app.py``)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import streamlit as st
+
+from cahp_studio.dashboard.state import finished_runs
+from cahp_studio.dashboard.theme import PRESENTATION_CSS
+
+# the repository, or site-packages/cahp_studio: pages/ and assets/ sit beside dashboard/ in both
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` from a source checkout
-    sys.path.insert(0, str(ROOT))
-
-import streamlit as st  # noqa: E402
-
-from dashboard.state import finished_runs  # noqa: E402
-from dashboard.theme import PRESENTATION_CSS  # noqa: E402
-
 PAGES = ROOT / "pages"
 
 st.set_page_config(page_title="CAHP Studio", page_icon="✂️", layout="wide")

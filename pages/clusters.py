@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import streamlit as st
 
-from dashboard import figures
-from dashboard.premise import premise_panel
-from dashboard.selection_view import CURVE_NAMES, rule_text
-from dashboard.state import chart, current_selection, current_view
+from cahp_studio.dashboard import figures
+from cahp_studio.dashboard.premise import premise_panel
+from cahp_studio.dashboard.selection_view import CURVE_NAMES, rule_text
+from cahp_studio.dashboard.state import chart, current_selection, current_view
 
 
 @st.cache_data(show_spinner="Computing the UMAP embedding…")

@@ -11,10 +11,10 @@ import streamlit as st
 from cahp_core.errors import CAHPError
 from cahp_core.pipeline import EXPORT_INFO
 from cahp_core.results import RunView
-from dashboard.exports import EXAMPLE_COPY, export_dir, export_job, start_export
-from dashboard.job_view import show_job
-from dashboard.jobs import stop_job
-from dashboard.report import (
+from cahp_studio.dashboard.exports import EXAMPLE_COPY, export_dir, export_job, start_export
+from cahp_studio.dashboard.job_view import show_job
+from cahp_studio.dashboard.jobs import stop_job
+from cahp_studio.dashboard.report import (
     figure_html,
     figure_png,
     figures_zip,
@@ -22,8 +22,8 @@ from dashboard.report import (
     run_figures,
     zip_folder,
 )
-from dashboard.selection_view import CURVE_NAMES, DegreeView, rule_flags, rule_text
-from dashboard.state import current_selection, current_view, runs_root
+from cahp_studio.dashboard.selection_view import CURVE_NAMES, DegreeView, rule_flags, rule_text
+from cahp_studio.dashboard.state import current_selection, current_view, runs_root
 
 
 def launch(view: RunView, chosen: DegreeView, onnx: bool, int8: bool) -> None:

@@ -6,10 +6,10 @@ import numpy as np
 import streamlit as st
 
 from cahp_core.graph import build_head_graph, graph_to_json
-from dashboard import figures
-from dashboard.graph_view import head_graph_html
-from dashboard.selection_view import CURVE_NAMES
-from dashboard.state import chart, current_selection, current_view
+from cahp_studio.dashboard import figures
+from cahp_studio.dashboard.graph_view import head_graph_html
+from cahp_studio.dashboard.selection_view import CURVE_NAMES
+from cahp_studio.dashboard.state import chart, current_selection, current_view
 
 
 @st.cache_data(show_spinner="Building the head graph…")

@@ -8,10 +8,10 @@ import streamlit as st
 
 from cahp_core.config import RULE_PARAMETER
 from cahp_core.errors import CAHPError
-from dashboard import figures
-from dashboard.exports import start_export
-from dashboard.report import knee_figure
-from dashboard.selection_view import (
+from cahp_studio.dashboard import figures
+from cahp_studio.dashboard.exports import start_export
+from cahp_studio.dashboard.report import knee_figure
+from cahp_studio.dashboard.selection_view import (
     CURVE_LABELS,
     MAX_DEGREE,
     MIN_DEGREE,
@@ -22,7 +22,7 @@ from dashboard.selection_view import (
     knee_by_degree,
     rule_settings,
 )
-from dashboard.state import (
+from cahp_studio.dashboard.state import (
     ROOT,
     chart,
     current_degree,

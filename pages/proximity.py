@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from cahp_core.proximity import compare_depths
-from dashboard import figures
-from dashboard.figures import CURVE_METRICS
-from dashboard.report import quality_summary
-from dashboard.selection_view import CURVE_NAMES, method_maps, nearest_curve_point
-from dashboard.state import ROOT, chart, current_selection, current_view
-from dashboard.theme import DEPTH_LABELS, METHOD_LABELS
+from cahp_studio.dashboard import figures
+from cahp_studio.dashboard.figures import CURVE_METRICS
+from cahp_studio.dashboard.report import quality_summary
+from cahp_studio.dashboard.selection_view import CURVE_NAMES, method_maps, nearest_curve_point
+from cahp_studio.dashboard.state import ROOT, chart, current_selection, current_view
+from cahp_studio.dashboard.theme import DEPTH_LABELS, METHOD_LABELS
 
 st.title("Proximity bias")
 view = current_view()

@@ -9,8 +9,8 @@ import streamlit as st
 
 from cahp_core.errors import CAHPError
 from cahp_core.runs import delete_run, list_runs, safe_run_dir
-from dashboard.exports import is_example_copy
-from dashboard.inputs import (
+from cahp_studio.dashboard.exports import is_example_copy
+from cahp_studio.dashboard.inputs import (
     MAX_UPLOAD_MB,
     accept_upload,
     ask_label,
@@ -20,9 +20,9 @@ from dashboard.inputs import (
     read_preview,
     remove_upload,
 )
-from dashboard.job_view import show_job
-from dashboard.jobs import forget_job, job_status, launch_run, stop_run
-from dashboard.state import finished_runs, runs_root
+from cahp_studio.dashboard.job_view import show_job
+from cahp_studio.dashboard.jobs import forget_job, job_status, launch_run, stop_run
+from cahp_studio.dashboard.state import finished_runs, runs_root
 
 TASKS = {"SST-5 (bundled)": "sst5", "MNLI": "mnli", "Upload a CSV/JSONL file": "custom"}
 

@@ -94,7 +94,7 @@ def _shows_selector(at: AppTest, selector) -> None:
 
 
 def test_knee_page_degree_slider_recomputes(env, tiny_view):
-    from dashboard.selection_view import knee_by_degree
+    from cahp_studio.dashboard.selection_view import knee_by_degree
 
     at = page("knee.py")
     assert not at.exception
@@ -196,8 +196,8 @@ def test_page_cahp_export_and_cahp_run_agree(env, tiny_view):
     one `cahp export --degree D --knee-curve C` announces, and at the run's own degree the
     one `cahp run` wrote to selection.json."""
     from cahp_core.pipeline import export_with_degree, fit_selector
-    from dashboard.selection_view import degree_view
-    from dashboard.state import max_degree
+    from cahp_studio.dashboard.selection_view import degree_view
+    from cahp_studio.dashboard.state import max_degree
 
     class Stop(Exception):
         pass
@@ -248,7 +248,7 @@ def test_a_run_without_a_task_curve_has_no_performance_knee(env, tmp_path, monke
     import shutil
 
     from cahp_core.results import RunView
-    from dashboard.state import max_degree
+    from cahp_studio.dashboard.state import max_degree
 
     run = tmp_path / "no-curve"
     shutil.copytree(tiny_view.path, run, ignore=shutil.ignore_patterns("model", "pruned"))
@@ -447,7 +447,7 @@ def _wait_for_export(runs: Path, name: str, timeout: float = 600) -> dict:
     """Poll the background export of run ``name`` until it is no longer running."""
     import time
 
-    from dashboard.jobs import job_status
+    from cahp_studio.dashboard.jobs import job_status
 
     deadline = time.monotonic() + timeout
     while (status := job_status(runs, name, "export"))["state"] == "running":
@@ -504,9 +504,9 @@ def test_the_knee_page_re_exports_at_the_chosen_degree(env, tiny_view):
 def test_one_export_per_run_at_a_time_and_cancel(env, tiny_view):
     """A second export of a run is refused while one runs; cancel stops it, writes nothing,
     and the runs table says "exporting" meanwhile."""
-    from dashboard.exports import export_dir, start_export
-    from dashboard.jobs import stop_job
-    from dashboard.selection_view import degree_view
+    from cahp_studio.dashboard.exports import export_dir, start_export
+    from cahp_studio.dashboard.jobs import stop_job
+    from cahp_studio.dashboard.selection_view import degree_view
 
     chosen = degree_view(tiny_view, 2, "quality")
     out = start_export(env, tiny_view, chosen, onnx=False)
@@ -559,8 +559,8 @@ def test_export_of_a_bundle_copies_it_first(env, tmp_path, monkeypatch, tiny_vie
 
 
 def test_figures_are_pure_and_consistent():
-    from dashboard import figures
-    from dashboard.theme import cluster_color
+    from cahp_studio.dashboard import figures
+    from cahp_studio.dashboard.theme import cluster_color
 
     labels = np.array([0, 1, 1, 2, 0, 2])
     keep = np.array([[True, False, False], [False, False, True]])
@@ -589,7 +589,7 @@ def test_figures_are_pure_and_consistent():
 
 def test_knee_and_task_curve_figures():
     from cahp_core.knee import find_knee
-    from dashboard import figures
+    from cahp_studio.dashboard import figures
 
     x = np.arange(2, 30)
     knee = find_knee(x, np.log(x), degree=3)
@@ -637,8 +637,8 @@ def test_knee_and_task_curve_figures():
 
 
 def test_presentation_mode_enlarges_fonts_without_touching_the_figure():
-    from dashboard import figures
-    from dashboard.theme import PRESENTATION_FONT, present
+    from cahp_studio.dashboard import figures
+    from cahp_studio.dashboard.theme import PRESENTATION_FONT, present
 
     fig = figures.cluster_sizes_figure(np.array([0, 1, 1]))
     big = present(fig)
@@ -646,8 +646,8 @@ def test_presentation_mode_enlarges_fonts_without_touching_the_figure():
 
 
 def test_graph_html_is_offline_and_filters(tiny_view):
-    from dashboard.graph_view import head_graph_html
-    from dashboard.selection_view import degree_view
+    from cahp_studio.dashboard.graph_view import head_graph_html
+    from cahp_studio.dashboard.selection_view import degree_view
 
     chosen = degree_view(tiny_view, 3)
     args = (tiny_view.graph, chosen.labels, chosen.keep, tiny_view.salience.normalised)
@@ -659,7 +659,7 @@ def test_graph_html_is_offline_and_filters(tiny_view):
 
 
 def test_selection_view_matches_the_selector(tiny_view):
-    from dashboard.selection_view import degree_view, expected_accuracy, method_maps
+    from cahp_studio.dashboard.selection_view import degree_view, expected_accuracy, method_maps
 
     for degree in (2, 3):
         chosen = degree_view(tiny_view, degree)
@@ -681,8 +681,8 @@ def test_selection_view_matches_the_selector(tiny_view):
 
 
 def test_report_is_one_offline_file(tiny_view):
-    from dashboard.report import figures_zip, report_html, run_figures
-    from dashboard.selection_view import degree_view
+    from cahp_studio.dashboard.report import figures_zip, report_html, run_figures
+    from cahp_studio.dashboard.selection_view import degree_view
 
     chosen = degree_view(tiny_view, 2, "performance")
     html = report_html(tiny_view, chosen)
@@ -696,7 +696,7 @@ def test_report_is_one_offline_file(tiny_view):
 
 
 def test_quality_summary_groups_benchmark_records(tmp_path):
-    from dashboard.report import quality_summary
+    from cahp_studio.dashboard.report import quality_summary
 
     records = [
         {"task": "sst5", "split": "test", "method": m, "budget_frac": b, "seed": s, "accuracy": a}
@@ -722,7 +722,7 @@ def test_quality_summary_groups_benchmark_records(tmp_path):
 def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):
     """The Run page's upload path: validated split files the CLI's custom task can read."""
     from cahp_core.data import load_task
-    from dashboard.inputs import (
+    from cahp_studio.dashboard.inputs import (
         guess_columns,
         header_columns,
         read_preview,
@@ -762,8 +762,8 @@ def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):
 
 def test_stage_rows_and_timing_of_a_job():
     from cahp_core.pipeline import EXPORT_STAGES, STAGES
-    from dashboard.job_view import overall_text
-    from dashboard.jobs import last_error, stage_fractions, timing
+    from cahp_studio.dashboard.job_view import overall_text
+    from cahp_studio.dashboard.jobs import last_error, stage_fractions, timing
 
     progress = {
         "stages": {
@@ -805,8 +805,8 @@ def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, 
     import time
 
     from cahp_core.models import num_labels_of
-    from dashboard.jobs import job_status
-    from dashboard.state import cached_model
+    from cahp_studio.dashboard.jobs import job_status
+    from cahp_studio.dashboard.state import cached_model
 
     model_dir = env / "tiny-run" / "model"
     cached = cached_model(str(model_dir), num_labels_of(model_dir))

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from cahp_core.data import load_task
 from cahp_core.errors import CAHPError, DataError
 from cahp_core.testing import FakeUpload
-from dashboard.inputs import (
+from cahp_studio.dashboard.inputs import (
     accept_upload,
     find_label_column,
     guess_columns,
@@ -43,7 +43,7 @@ def test_preview_lists_columns_and_rows():
 
 
 def test_preview_reads_whole_lines_of_a_big_file(monkeypatch):
-    monkeypatch.setattr("dashboard.inputs.PREVIEW_BYTES", 25)
+    monkeypatch.setattr("cahp_studio.dashboard.inputs.PREVIEW_BYTES", 25)
     columns, rows = read_preview(b"text,label\nfirst,0\nsecond,1\nthird,0\n", "r.csv")
     assert columns == ["text", "label"] and [r["text"] for r in rows] == ["first"]
     long_first = b'{"text": "' + b"w" * 40 + b'", "label": 0}\n{"text": "b", "label": 1}\n'
@@ -223,8 +223,8 @@ def run_page(tmp_path, monkeypatch):
 
     monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path))
     monkeypatch.setenv("CAHP_DEFAULT_RUN", str(tmp_path / "missing"))
-    monkeypatch.setattr("dashboard.jobs.launch_run", fake_launch)
-    monkeypatch.setattr("dashboard.inputs.check_model", lambda name: None)
+    monkeypatch.setattr("cahp_studio.dashboard.jobs.launch_run", fake_launch)
+    monkeypatch.setattr("cahp_studio.dashboard.inputs.check_model", lambda name: None)
     at = AppTest.from_file(str(RUN_PAGE), default_timeout=60).run()
     next(s for s in at.selectbox if s.label == "Task").set_value("Upload a CSV/JSONL file").run()
     return at, tmp_path, launched
