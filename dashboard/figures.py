@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from cahp_core.knee import KneeResult
 
-from .theme import KEPT_COLOR, METHOD_COLORS, METHOD_LABELS, cluster_color
+from .theme import KEPT_COLOR, METHOD_COLORS, METHOD_LABELS, cluster_color, text_color
 
 
 def smooth_fit(knee: KneeResult, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -208,12 +210,13 @@ def task_curve_figure(
             line_dash="dash",
             line_color="#dc2626",
             annotation_text=f"{heads_kept} heads",
+            annotation_position="top",  # above the plot, clear of the curves
         )
     fig.update_layout(
         xaxis_title="heads kept",
         yaxis_title=CURVE_METRICS[metric],
         legend={"orientation": "h", "y": -0.2},
-        margin={"t": 30},
+        margin={"t": 40},
     )
     return fig
 
@@ -221,50 +224,68 @@ def task_curve_figure(
 def layer_map_figure(
     labels: np.ndarray, keep: np.ndarray, salience: np.ndarray | None = None
 ) -> go.Figure:
-    """Layer x head grid coloured by cluster; kept heads drawn as stars."""
+    """Layer x head grid coloured by cluster, each cell printing its cluster number; kept
+    heads outlined and marked with a star. ``customdata`` holds (layer, head) per cell."""
     n_layers, n_heads = keep.shape
     layers, heads = np.divmod(np.arange(n_layers * n_heads), n_heads)
+    kept = keep.ravel()
     text = [
         f"layer {ly}, head {h}<br>cluster {labels[i]}"
         + (f"<br>salience {salience[ly, h]:.2f}" if salience is not None else "")
         + ("<br><b>kept</b>" if keep[ly, h] else "")
         for i, (ly, h) in enumerate(zip(layers, heads, strict=True))
     ]
+    colors = [cluster_color(c) for c in labels]
     fig = go.Figure()
     fig.add_scatter(
         x=heads,
         y=layers,
-        mode="markers",
+        mode="markers+text",
+        text=[f"★{c}" if k else str(c) for c, k in zip(labels, kept, strict=True)],
+        textfont={"color": [text_color(c) for c in colors], "size": 13},
+        customdata=np.column_stack([layers, heads]),
         hovertext=text,
         hoverinfo="text",
         showlegend=False,
-        marker={
-            "symbol": "square",
-            "size": 26,
-            "color": [cluster_color(c) for c in labels],
-            "opacity": 0.85,
-        },
+        marker={"symbol": "square", "size": 34, "color": colors, "opacity": 0.9},
+        # a clicked cell stands out; the others fade but keep legible (dark) numbers
+        unselected={"marker": {"opacity": 0.55}, "textfont": {"color": KEPT_COLOR}},
     )
-    kept = keep.ravel()
     fig.add_scatter(
         x=heads[kept],
         y=layers[kept],
         mode="markers",
-        name="kept head",
+        name="★ kept head (outlined)",
         hoverinfo="skip",
+        unselected={"marker": {"opacity": 1}},
         marker={
-            "symbol": "star",
-            "size": 14,
-            "color": "white",
-            "line": {"color": KEPT_COLOR, "width": 1.5},
+            "symbol": "square-open",
+            "size": 38,
+            "color": KEPT_COLOR,
+            "line": {"color": KEPT_COLOR, "width": 3},
         },
     )
     fig.update_layout(
-        xaxis={"title": "head", "dtick": 1},
-        yaxis={"title": "layer", "dtick": 1, "autorange": "reversed"},
-        height=120 + 42 * n_layers,
-        margin={"t": 20},
+        # fixed ranges: the big square markers must not widen the axes to a head "-1"
+        xaxis={"title": "head", "dtick": 1, "range": [-0.6, n_heads - 0.4]},
+        yaxis={"title": "layer", "dtick": 1, "range": [n_layers - 0.4, -0.6]},
+        height=150 + 44 * n_layers,
+        margin={"t": 40},
         legend={"orientation": "h", "y": -0.25},
+        showlegend=True,
+        annotations=[
+            {
+                "text": "cell number = cluster · ★ = kept",  # short: fits a half-width map
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0,
+                "y": 1.0,
+                "yanchor": "bottom",
+                "xanchor": "left",
+                "showarrow": False,
+                "font": {"size": 13, "color": "#334155"},
+            }
+        ],
     )
     return fig
 
@@ -276,7 +297,11 @@ def cluster_sizes_figure(labels: np.ndarray) -> go.Figure:
             x=[str(c) for c in clusters], y=sizes, marker_color=[cluster_color(c) for c in clusters]
         )
     )
-    fig.update_layout(xaxis_title="cluster", yaxis_title="heads", margin={"t": 20})
+    fig.update_layout(
+        xaxis={"title": "cluster", "type": "category"},  # every cluster number under its bar
+        yaxis_title="heads",
+        margin={"t": 20},
+    )
     return fig
 
 
@@ -331,7 +356,14 @@ def per_layer_figure(maps: dict[str, np.ndarray]) -> go.Figure:
 
 
 def head_map_figure(head_map: np.ndarray, layer: int, head: int) -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=head_map, colorscale="Blues", showscale=False))
+    fig = go.Figure(
+        go.Heatmap(
+            z=head_map,
+            colorscale="Blues",
+            showscale=True,
+            colorbar={"title": {"text": "attention"}},
+        )
+    )
     fig.update_layout(
         title=f"mean attention map of L{layer}H{head} (real tokens, resized)",
         yaxis={"autorange": "reversed", "title": "query position"},
@@ -401,10 +433,144 @@ def graph_figure(
             "line": {"width": np.where(keep.ravel()[nodes], 2, 0), "color": KEPT_COLOR},
         },
     )
+    for name, symbol, line in (  # legend only: what the marks mean
+        ("kept head (outlined star)", "star", 2),
+        ("pruned head · size = salience · colour = cluster", "circle", 0),
+    ):
+        fig.add_scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=name,
+            marker={"symbol": symbol, "size": 14, "color": "#94a3b8"}
+            | {"line": {"width": line, "color": KEPT_COLOR}},
+        )
     fig.update_layout(
         xaxis={"title": "layer", "dtick": 1, "range": [-0.5, n_layers - 0.5]},
         yaxis={"title": "head", "dtick": 1, "autorange": "reversed"},
-        height=560,
+        height=600,
         margin={"t": 20},
+        legend={"orientation": "h", "y": -0.12},
     )
+    return fig
+
+
+BENCHMARK_METRICS = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "kl": "KL from the full model (nats; lower is closer)",
+}
+BENCHMARK_METHODS = {  # benchmarks/quality.py's methods, in legend order
+    **{m: METHOD_LABELS[m] for m in ("cahp", "gradient", "random")},
+    "cahp-js": "CAHP, JS clusters",
+    "cahp-radius": "CAHP, salience-radius",
+    "cahp-mmr": "CAHP, MMR",
+    "cahp-radius-js": "CAHP, salience-radius, JS",
+    "cahp-mmr-js": "CAHP, MMR, JS",
+}
+BENCHMARK_TASKS = {"sst5": "SST-5", "mnli": "MNLI"}
+BENCHMARK_SPLITS = {
+    "validation_matched": "matched validation",
+    "validation_mismatched_hard": "mismatched validation, hard",
+}
+
+
+def budget_label(budget: str, heads: int | None = None) -> str:
+    """``"0.1"`` -> ``"10 %"``; ``"knee"`` -> ``"CAHP's knee"`` (``"CAHP's knee (14 heads)"``
+    with ``heads``)."""
+    if budget == "knee":
+        return "CAHP's knee" + (f" ({heads} heads)" if heads is not None else "")
+    return f"{float(budget):.0%}".replace("%", " %")
+
+
+def benchmark_figure(
+    frame: pd.DataFrame,
+    retune: bool,
+    metric: str = "accuracy",
+    methods: Sequence[str] = ("cahp", "gradient", "random"),
+) -> go.Figure:
+    """benchmarks/quality.py records of one protocol (``benchmark_frame`` rows): the mean
+    ``metric`` per budget and method (error bars: sd over seeds), masked or after one
+    re-tune, one panel per task and split; the full model as a dashed line."""
+    part = frame[(frame["retune"] == retune) & frame["method"].isin(methods)]
+    full = frame[frame["method"] == "full"]
+    panels = sorted(part.groupby(["task", "split"]).groups)
+    fig = make_subplots(
+        rows=1,
+        cols=max(len(panels), 1),
+        shared_yaxes=True,
+        subplot_titles=[
+            f"{BENCHMARK_TASKS.get(t, t)}, {BENCHMARK_SPLITS.get(s, s.replace('_', ' '))}"
+            for t, s in panels
+        ],
+    )
+    shown = [m for m in methods if m in set(part["method"])]
+    in_legend: set[str] = set()
+    for col, (task, split) in enumerate(panels, start=1):
+        group = part[(part["task"] == task) & (part["split"] == split)]
+        budgets = sorted(set(group["budget_frac"]), key=lambda b: (b == "knee", b))
+        stats = group.groupby(["method", "budget_frac"]).agg(
+            mean=(metric, "mean"),
+            sd=(metric, "std"),
+            seeds=(metric, "count"),
+            heads=("heads", "max"),
+        )
+        for i, method in enumerate(shown):
+            rows = [(j, b) for j, b in enumerate(budgets) if (method, b) in stats.index]
+            if not rows:
+                continue
+            values = stats.loc[[(method, b) for _, b in rows]]
+            label = BENCHMARK_METHODS.get(method, method)
+            x, y, sd, text = [], [], [], []
+            for (j, b), (_, row) in zip(rows, values.iterrows(), strict=True):
+                if b == "knee" and x:  # the knee is no point on the budget scale: no line to it
+                    x, y, sd, text = [*x, None], [*y, None], [*sd, None], [*text, ""]
+                x.append(j + 0.08 * (i - (len(shown) - 1) / 2))  # methods side by side
+                y.append(row["mean"])
+                sd.append(0.0 if pd.isna(row["sd"]) else row["sd"])
+                text.append(
+                    f"{label}, {budget_label(b, int(row['heads']))}: {row['mean']:.3f} "
+                    f"± {sd[-1]:.3f} over {int(row['seeds'])} seeds ({int(row['heads'])} heads)"
+                )
+            fig.add_scatter(
+                x=x,
+                y=y,
+                error_y={"type": "data", "array": sd, "thickness": 1},
+                mode="lines+markers",
+                name=label,
+                legendgroup=method,
+                showlegend=method not in in_legend,
+                line={"color": METHOD_COLORS.get(method, cluster_color(i))},
+                hovertext=text,
+                hoverinfo="text",
+                row=1,
+                col=col,
+            )
+            in_legend.add(method)
+        knee_heads = set(group.loc[group["budget_frac"] == "knee", "heads"])
+        fig.update_xaxes(
+            tickvals=list(range(len(budgets))),
+            ticktext=[
+                budget_label(b, int(min(knee_heads)) if len(knee_heads) == 1 else None).replace(
+                    " (", "<br>("
+                )
+                for b in budgets
+            ],
+            title_text="heads kept (share of all heads)",
+            tickangle=0,
+            row=1,
+            col=col,
+        )
+        reference = full[(full["task"] == task) & (full["split"] == split)][metric].dropna()
+        if len(reference) and metric != "kl":
+            fig.add_hline(
+                y=float(reference.mean()),
+                line_dash="dash",
+                line_color=METHOD_COLORS["full"],
+                annotation_text=f"full model {reference.mean():.3f}",
+                row=1,
+                col=col,
+            )
+    fig.update_yaxes(title_text=BENCHMARK_METRICS[metric], row=1, col=1)
+    fig.update_layout(legend={"orientation": "h", "y": -0.35}, margin={"t": 40}, height=480)
     return fig

@@ -1,4 +1,6 @@
-"""A one-file HTML report of a run for presentations (works offline: plotly.js inlined once)."""
+"""A run's figures for download: a one-file HTML report (offline, plotly.js inlined once) and
+a zip of every figure (HTML sharing one ``plotly.min.js``, PNG where kaleido can render),
+each figure titled with its run, degree and method."""
 
 from __future__ import annotations
 
@@ -33,8 +35,54 @@ def knee_figure(chosen: DegreeView) -> go.Figure:
     return figures.knee_figure(chosen.knee, chosen.knee_by_seed, **names)
 
 
+FIGURE_NAMES = {
+    "knee": "Knee of the curve",
+    "layer_map": "Kept heads by layer",
+    "cluster_sizes": "Cluster sizes",
+    "per_layer": "Kept heads per layer, by method",
+    "task_curve": "Masked accuracy vs heads kept",
+    "tsne": "t-SNE of the heads",
+    "head_graph": "Head graph",
+}
+FIGURE_METHODS = {  # the selection a figure shows, when it is not CAHP's alone
+    "per_layer": "CAHP vs gradient vs random, same head count",
+    "task_curve": "CAHP, gradient and random",
+}
+
+
+def figure_title(name: str, view: RunView, chosen: DegreeView, heading: str | None = None) -> str:
+    """``heading`` (default: the figure's name) over ``run · model · task · degree 6, quality
+    knee · CAHP (rule) · 14 of 72 heads``."""
+    method = FIGURE_METHODS.get(name, f"CAHP ({rule_text(chosen.rule)})")
+    facts = (
+        f"run {view.path.name} · {view.config.model} · {view.config.task} · degree "
+        f"{chosen.degree}, {CURVE_NAMES[chosen.knee_curve]} · {method} · "
+        f"{chosen.heads_kept} of {chosen.keep.size} heads"
+    )
+    heading = heading or html.escape(FIGURE_NAMES.get(name, name.replace("_", " ")))
+    return f"{heading}<br><sup>{html.escape(facts)}</sup>"
+
+
+def titled(fig: go.Figure, title: str) -> go.Figure:
+    """A copy of ``fig`` with ``title`` above the plot (room made for it)."""
+    fig = go.Figure(fig)
+    top = max(fig.layout.margin.t or 0, 40)
+    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left"}, margin_t=top + 60)
+    if fig.layout.height:
+        fig.update_layout(height=fig.layout.height + 60)
+    return fig
+
+
 def run_figures(view: RunView, chosen: DegreeView) -> dict[str, go.Figure]:
-    """Every figure of a run at one degree, by file-friendly name."""
+    """Every figure of a run at one degree, by file-friendly name, titled with the run, the
+    degree and the method (what a PNG or an HTML file needs once it leaves the dashboard)."""
+    return {
+        name: titled(fig, figure_title(name, view, chosen, fig.layout.title.text))
+        for name, fig in _run_figures(view, chosen).items()
+    }
+
+
+def _run_figures(view: RunView, chosen: DegreeView) -> dict[str, go.Figure]:
     maps = method_maps(view, chosen.keep)
     out = {
         "knee": knee_figure(chosen),
@@ -58,9 +106,14 @@ def run_figures(view: RunView, chosen: DegreeView) -> dict[str, go.Figure]:
     return out
 
 
-def figure_html(fig: go.Figure) -> str:
-    """A standalone HTML file for one figure (plotly.js inlined: no network needed)."""
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+PLOTLY_JS = "plotly.min.js"  # the one copy of plotly.js in the figure zip
+
+
+def figure_html(fig: go.Figure, shared_plotlyjs: bool = False) -> str:
+    """An HTML file for one figure: standalone (plotly.js inlined: no network needed), or,
+    with ``shared_plotlyjs``, loading ``plotly.min.js`` from its own folder."""
+    include = "directory" if shared_plotlyjs else True
+    return fig.to_html(include_plotlyjs=include, full_html=True)
 
 
 def report_html(view: RunView, chosen: DegreeView) -> str:
@@ -98,9 +151,9 @@ def report_html(view: RunView, chosen: DegreeView) -> str:
         if v is not None
     )
     parts = []
-    for index, (name, fig) in enumerate(run_figures(view, chosen).items()):
-        body = fig.to_html(include_plotlyjs=index == 0, full_html=False)
-        parts.append(f"<h2>{html.escape(name.replace('_', ' '))}</h2>{body}")
+    for index, (name, fig) in enumerate(_run_figures(view, chosen).items()):  # the facts
+        body = fig.to_html(include_plotlyjs=index == 0, full_html=False)  # say run and degree
+        parts.append(f"<h2>{html.escape(FIGURE_NAMES.get(name, name))}</h2>{body}")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>CAHP report: {html.escape(view.path.name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 10px;text-align:left}}</style></head>
@@ -121,13 +174,17 @@ def figure_png(fig: go.Figure) -> bytes | None:
 
 
 def figures_zip(figs: dict[str, go.Figure], png: bool = True) -> bytes:
-    """Every figure as standalone HTML, plus PNG where kaleido can render it, in one zip."""
+    """Every figure as HTML, all loading the zip's one ``plotly.min.js`` (offline once
+    unzipped), plus PNG where kaleido can render it, in one zip."""
     import tempfile
+
+    from plotly.offline import get_plotlyjs
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"figures/{PLOTLY_JS}", get_plotlyjs())
         for name, fig in figs.items():
-            archive.writestr(f"figures/{name}.html", figure_html(fig))
+            archive.writestr(f"figures/{name}.html", figure_html(fig, shared_plotlyjs=True))
         rendered = False
         if png:
             with tempfile.TemporaryDirectory() as tmp:

@@ -8,9 +8,11 @@ import numpy as np
 import streamlit as st
 
 from cahp_studio.dashboard import figures
+from cahp_studio.dashboard.head_details import clicked_head, head_picker, render_head_details
 from cahp_studio.dashboard.premise import premise_panel
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, rule_text
-from cahp_studio.dashboard.state import chart, current_selection, current_view
+from cahp_studio.dashboard.state import chart, current_selection, current_view, presenting
+from cahp_studio.dashboard.theme import present
 
 
 @st.cache_data(show_spinner="Computing the UMAP embedding…")
@@ -46,7 +48,23 @@ if view is not None:
             else f" Selection rule: {rule_text(chosen.rule)} — stars need not be one per cluster."
         )
     )
-    chart(figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised))
+    layer_map = figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised)
+    event = st.plotly_chart(
+        present(layer_map) if presenting() else layer_map,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="points",
+        key=f"layer_map::{view.path}",
+    )
+    pick_key = f"head_pick::clusters::{view.path}"
+    clicked = clicked_head(event, view.shape[1])
+    if clicked is not None and st.session_state.get(f"{pick_key}::clicked") != clicked:
+        st.session_state[f"{pick_key}::clicked"] = clicked  # a new click picks the head
+        st.session_state[pick_key] = clicked
+    st.caption("Click a cell, or pick a head here, for its details.")
+    picked_head = head_picker(chosen.labels, chosen.keep, key=pick_key)
+    if picked_head is not None:
+        render_head_details(view, chosen, *picked_head)
     left, right = st.columns(2)
     left.subheader("Cluster sizes")
     chart(figures.cluster_sizes_figure(chosen.labels), left)
@@ -67,10 +85,3 @@ if view is not None:
             points = chosen.embedding
         chart(figures.embedding_figure(points, chosen.labels, chosen.keep, kind), right)
     premise_panel(view)
-    if view.head_maps is not None:
-        st.subheader("What a head attends to")
-        n_layers, n_heads = view.shape
-        c1, c2 = st.columns(2)
-        layer = c1.selectbox("Layer", list(range(n_layers)))
-        head = c2.selectbox("Head", list(range(n_heads)))
-        chart(figures.head_map_figure(view.head_maps[layer, head], layer, head))

@@ -7,7 +7,13 @@ import streamlit as st
 
 from cahp_core.graph import build_head_graph, graph_to_json
 from cahp_studio.dashboard import figures
-from cahp_studio.dashboard.graph_view import head_graph_html
+from cahp_studio.dashboard.graph_view import (
+    EMPTY_MESSAGE,
+    graph_counts,
+    graph_height,
+    head_graph_html,
+)
+from cahp_studio.dashboard.head_details import head_picker, render_head_details
 from cahp_studio.dashboard.selection_view import CURVE_NAMES
 from cahp_studio.dashboard.state import chart, current_selection, current_view
 
@@ -34,10 +40,9 @@ if view is not None:
     st.caption(
         f"Degree {degree}, {CURVE_NAMES[knee_curve]} (change them on the Knee page): "
         f"{chosen.heads_kept} heads kept ({chosen.seed_range('heads')}). Heads are "
-        "placed by layer (left to right), coloured by cluster (the same colours on every page), "
-        "sized by salience; kept heads are outlined stars. Edges join each head to its nearest "
-        "heads by attention-signature distance. Hover a head for details; drag to pan, scroll "
-        "to zoom."
+        "placed by layer (left to right) and head (top to bottom); the legend with the graph "
+        "explains stars, sizes and colours. Edges join each head to its nearest heads by "
+        "attention-signature distance. Hover or click a head; drag to pan, scroll to zoom."
     )
     n_layers, _ = view.shape
     clusters = sorted({int(c) for c in chosen.labels})
@@ -45,7 +50,10 @@ if view is not None:
     layers = c1.multiselect("Layers", list(range(n_layers)), default=list(range(n_layers)))
     picked = c2.multiselect("Clusters", clusters, default=[], placeholder="all clusters")
     style = c3.radio("View", ["Interactive", "Plotly"], horizontal=True)
-    if style == "Interactive":
+    counts = graph_counts(graph, chosen.labels, chosen.keep, layers, picked or None)
+    if counts.heads == 0:
+        st.info(EMPTY_MESSAGE)
+    elif style == "Interactive":
         html = head_graph_html(
             graph,
             chosen.labels,
@@ -54,7 +62,7 @@ if view is not None:
             layers=layers,
             clusters=picked or None,
         )
-        st.iframe(html, height=650)  # vis-network is inlined: nothing is fetched
+        st.iframe(html, height=graph_height(view.shape[1]) + 10)  # inlined: nothing fetched
     else:
         chart(
             figures.graph_figure(
@@ -66,6 +74,7 @@ if view is not None:
                 clusters=picked or None,
             )
         )
-    st.caption(
-        f"{len(graph['nodes'])} heads, {len(graph['edges'])} edges, {len(np.unique(chosen.labels))} clusters"
-    )
+    st.caption(counts.caption())
+    picked_head = head_picker(chosen.labels, chosen.keep, key=f"head_pick::graph::{view.path}")
+    if picked_head is not None:
+        render_head_details(view, chosen, *picked_head)

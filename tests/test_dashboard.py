@@ -299,7 +299,8 @@ def test_clusters_page_embeddings_and_head_map(env):
     at.radio[0].set_value("UMAP").run()
     assert not at.exception
     assert any("UMAP" in c.proto.spec for c in at.get("plotly_chart"))
-    at.selectbox[0].set_value(1).run()  # layer 1's head map
+    picker = next(s for s in at.selectbox if s.label == "Head details: layer/head")
+    picker.set_value(1).run()  # head L0H1: its details and attention maps
     assert not at.exception
 
 
