@@ -221,3 +221,24 @@ def test_an_export_survives_its_closed_tab(browser_page):
     loaded = load_pruned(folder)
     kept = sum(len(heads) for heads in loaded.model.config.cahp_kept_heads)
     assert kept == json.loads((folder / "kept_heads.json").read_text())["heads_kept"]
+
+
+def test_the_lecture_hall_answers_from_the_screen(browser_page):
+    """A legend on the head graph, no two clusters sharing a colour, a proximity verdict
+    with its p-value."""
+    page, url, _ = browser_page
+    _open(page, f"{url}/head_graph", "Head graph")
+    frame = page.frame_locator("iframe").first
+    legend = frame.locator("div.cahp-legend")
+    legend.wait_for(timeout=30_000)
+    assert "= kept head" in legend.inner_text() and "= cluster" in legend.inner_text()
+    swatches = frame.locator("div.cahp-legend span.cahp-swatch")
+    colours = [
+        swatches.nth(i).evaluate("el => getComputedStyle(el).backgroundColor")
+        for i in range(swatches.count())
+    ]
+    assert len(colours) >= 2 and len(set(colours)) == len(colours), colours
+    _open(page, f"{url}/proximity", "Proximity bias")
+    verdicts = page.get_by_text(re.compile(r"^On this run, gradient pruning .* p [=<] ?0\.\d+"))
+    verdicts.first.wait_for(timeout=30_000)
+    assert page.get_by_text("Same head count for every method:").count() >= 1
