@@ -18,7 +18,15 @@ import urllib.request
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-PAGES = ("knee.py", "head_graph.py", "clusters.py", "proximity.py", "export.py", "run.py")
+PAGES = (
+    "knee.py",
+    "head_graph.py",
+    "clusters.py",
+    "proximity.py",
+    "compare.py",
+    "export.py",
+    "run.py",
+)
 
 
 def check(condition: bool, what: str) -> None:
