@@ -4,7 +4,13 @@
 - salience / a bare forward + backward pass over the same batches;
 - distances + clustering (one t-SNE / k-medoids seed) + knee time for all the model's heads
   (seconds);
-- time from a degree change to the new knee (seconds; cached clustering, degrees 2-10).
+- time from a degree change to the new knee (seconds; cached clustering, degrees 2-10);
+- fine-tuning (``training.finetune``, transformers' Trainer, one epoch) / a bare PyTorch
+  loop (forward, backward, clip, fused AdamW) over the Trainer's own batches, with both
+  throughputs (examples/s);
+- evaluation with a head mask (``training.evaluate`` on batches collated once, as the task
+  curve runs it) / a bare forward pass over the same batches, and ``evaluate`` collating
+  per call (the one-off evaluations) / the same.
 
     python benchmarks/overhead.py [--examples 512] [--smoke]
 """
@@ -12,6 +18,8 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import tempfile
 import time
 
 import numpy as np
@@ -25,6 +33,7 @@ from cahp_core.models import load_model, tiny_bert
 from cahp_core.salience import gradient_salience, training_loader
 from cahp_core.selection import CAHPSelector
 from cahp_core.signatures import compute_signatures, ensure_eager
+from cahp_core.training import FinetuneConfig, eval_batches, evaluate, finetune, make_trainer
 
 
 def timed(fn, repeats: int = 1) -> float:
@@ -42,6 +51,66 @@ def bare_forward(model, loader) -> None:
         for batch in loader:
             batch.pop("labels", None)
             model(**batch)
+
+
+def bare_train(model, loader, learning_rate: float = 2e-5) -> int:
+    """One epoch of the loop Trainer runs (forward, backward, clip to norm 1, fused AdamW
+    step), without its bookkeeping; returns the number of examples seen."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, weight_decay=0.01, fused=True
+    )  # as Trainer's default optimizer (adamw_torch_fused)
+    model.train()
+    seen = 0
+    for batch in loader:
+        model(**batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        model.zero_grad(set_to_none=True)
+        seen += int(batch["input_ids"].shape[0])
+    model.eval()
+    return seen
+
+
+def training_throughput(model, tokenizer, features, repeats: int) -> dict:
+    """Trainer against the bare loop on the same batches, each on a fresh copy of ``model``."""
+    config = FinetuneConfig(epochs=1.0)
+    with tempfile.TemporaryDirectory() as scratch:
+        loader = make_trainer(copy.deepcopy(model), tokenizer, features, config, scratch)
+        loader = loader.get_train_dataloader()  # the batches finetune trains on
+        bare_s = timed(lambda: bare_train(copy.deepcopy(model), loader), repeats)
+    trainer_s = timed(
+        lambda: finetune(copy.deepcopy(model), tokenizer, features, config, device="cpu"),
+        repeats,
+    )
+    return {
+        "finetune_vs_bare_loop": trainer_s / bare_s,
+        "finetune_examples_per_s": len(features) / trainer_s,
+        "bare_loop_examples_per_s": len(features) / bare_s,
+        "finetune_s": trainer_s,
+        "bare_loop_s": bare_s,
+    }
+
+
+def eval_speed(model, tokenizer, features, keep: np.ndarray, repeats: int) -> dict:
+    """Masked evaluation on batches collated once, and evaluation collating per call, each
+    against a bare forward pass over the same batches."""
+    batches = eval_batches(tokenizer, features)
+
+    def forward() -> None:
+        with torch.no_grad():
+            for batch in batches.batches:
+                model(**batch)
+
+    forward_s = timed(forward, repeats)
+    masked_s = timed(lambda: evaluate(model, tokenizer, batches, keep=keep), repeats)
+    per_call_s = timed(lambda: evaluate(model, tokenizer, features), repeats)
+    return {
+        "masked_eval_vs_forward": masked_s / forward_s,
+        "eval_collating_vs_forward": per_call_s / forward_s,
+        "eval_examples_per_s": len(features) / masked_s,
+        "eval_forward_s": forward_s,
+        "masked_eval_s": masked_s,
+    }
 
 
 def bare_forward_backward(model, loader, n_batches: int) -> None:
@@ -112,6 +181,9 @@ def main() -> None:
             selector.fit_from_clustering(selector.clustering_, salience, *salience.shape)
 
     degree_s = timed(change_degrees, repeats) / len(degrees)
+    keep = salience >= np.median(salience)  # about half the heads, a task-curve point
+    speed = eval_speed(model, tokenizer, features, keep, repeats)
+    training = training_throughput(model, tokenizer, features, 1 if args.smoke else 2)
     result = {
         "signature_vs_forward": signature_s / forward_s,
         "salience_vs_fwd_bwd": salience_s / fwd_bwd_s,
@@ -123,6 +195,8 @@ def main() -> None:
         "signature_s": signature_s,
         "fwd_bwd_s": fwd_bwd_s,
         "salience_s": salience_s,
+        **training,
+        **speed,
         "model": "tiny-bert" if args.smoke else "minilm-l6",
         "machine": machine(),
     }

@@ -50,7 +50,14 @@ from .runs import RunFolder, locked_folder
 from .salience import Salience, gradient_salience
 from .selection import CAHPSelector, performance_points
 from .signatures import HeadSignatures, compute_signatures
-from .training import FinetuneConfig, evaluate, finetune, logit_metrics, predict_logits
+from .training import (
+    FinetuneConfig,
+    eval_batches,
+    evaluate,
+    finetune,
+    logit_metrics,
+    predict_logits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -488,10 +495,9 @@ def task_curve_stage(
     grid = curve_grid(clustering.ks, c.curve_points)
     with ctx.run.stage("task_curve") as st:
         loaded = ctx.finetuned()
-        features = ctx.eval_features
-        labels = np.array([f["labels"] for f in features])
-        full_logits = predict_logits(loaded.model, loaded.tokenizer, features)  # [n, labels]
-        full = logit_metrics(labels, full_logits, full_logits)  # kl 0
+        batches = eval_batches(loaded.tokenizer, ctx.eval_features)  # collated once for every map
+        full_logits = predict_logits(loaded.model, loaded.tokenizer, batches)  # [n, labels]
+        full = logit_metrics(batches.labels, full_logits, full_logits)  # kl 0
         n_total = int(salience.raw.size)
         records = [
             {"k": None, "heads_kept": n_total, "method": m, **_metrics(full)}
@@ -503,7 +509,7 @@ def task_curve_stage(
                 metrics = evaluate(
                     loaded.model,
                     loaded.tokenizer,
-                    features,
+                    batches,
                     keep=keep,
                     reference_logits=full_logits,
                 )

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
@@ -100,58 +99,101 @@ def finetune(
     config = (config or FinetuneConfig()).validate()
     if len(train_features) == 0:
         raise CAHPError("the training split is empty; pass more data or a larger --max-train")
-    torch_device = pick_device(device)
     callbacks = [_ProgressReporter(progress)] if progress else []
     with tempfile.TemporaryDirectory(prefix="cahp-trainer-") as scratch:
-        trainer = Trainer(
-            model=model,
-            args=_training_args(config, torch_device, scratch),
-            train_dataset=list(train_features),
-            data_collator=DataCollatorWithPadding(tokenizer),
-            callbacks=callbacks,
+        trainer = make_trainer(
+            model, tokenizer, train_features, config, scratch, device=device, callbacks=callbacks
         )
         result = trainer.train()
     model.eval()
     return {"train_loss": float(result.training_loss), **asdict(config)}
 
 
-@torch.no_grad()
+def make_trainer(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_features: Sequence[dict],
+    config: FinetuneConfig,
+    output_dir: str,
+    *,
+    device: str = "auto",
+    callbacks: Sequence[TrainerCallback] = (),
+) -> Trainer:
+    """The Trainer ``finetune`` runs (its batches: ``get_train_dataloader()``); nothing is
+    saved under ``output_dir``."""
+    return Trainer(
+        model=model,
+        args=_training_args(config, pick_device(device), output_dir),
+        train_dataset=list(train_features),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=list(callbacks),
+    )
+
+
+@dataclass(frozen=True)
+class EvalBatches:
+    """Examples padded per batch in length order, collated once for any number of passes
+    (the task curve evaluates the same examples under many head masks)."""
+
+    order: np.ndarray  # [examples]: the input index of each row, in batch order
+    batches: list[dict[str, torch.Tensor]]  # each [batch, longest in batch]
+    labels: np.ndarray  # [examples], input order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+def eval_batches(
+    tokenizer: PreTrainedTokenizerBase, features: Sequence[dict], batch_size: int = 64
+) -> EvalBatches:
+    """``features`` sorted by length (stable) and padded per batch: little padding, and the
+    same batches on every pass, so every pass gives the same logits."""
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    inputs = [{k: v for k, v in features[i].items() if k != "labels"} for i in order]
+    collate = DataCollatorWithPadding(tokenizer)
+    batches = [
+        dict(collate(inputs[start : start + batch_size]))
+        for start in range(0, len(inputs), batch_size)
+    ]
+    labels = np.array([f.get("labels", -1) for f in features], dtype=np.int64)
+    return EvalBatches(order, batches, labels)
+
+
+@torch.no_grad()  # inference_mode measured no faster here
 def predict_logits(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    features: Sequence[dict],
+    features: Sequence[dict] | EvalBatches,
     *,
     batch_size: int = 64,
     keep: np.ndarray | None = None,
     show_progress: bool = False,
 ) -> np.ndarray:
     """Logits ``[examples, labels]`` in input order, optionally with heads outside ``keep``
-    gated to zero."""
+    gated to zero. Pass ``eval_batches(...)`` to collate once for several passes (its own
+    batch size then holds)."""
     model.eval()
     device = next(model.parameters()).device
-    # sort by length so dynamic padding wastes little; map back with the order afterwards
-    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
-    inputs = [{k: v for k, v in features[i].items() if k != "labels"} for i in order]
-    loader = DataLoader(
-        inputs, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer)
-    )
+    if not isinstance(features, EvalBatches):
+        features = eval_batches(tokenizer, features, batch_size)
     gates = head_gates(model, keep_to_gates(keep)) if keep is not None else contextlib.nullcontext()
     chunks = []
     with gates:
-        for batch in tqdm(loader, desc="evaluate", disable=not show_progress, leave=False):
+        batches = tqdm(features.batches, desc="evaluate", disable=not show_progress, leave=False)
+        for batch in batches:
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits  # [batch, labels]
             chunks.append(logits.float().cpu().numpy())
     n_labels = model.config.num_labels
     sorted_logits = np.concatenate(chunks) if chunks else np.zeros((0, n_labels), np.float32)
     result = np.empty_like(sorted_logits)  # [examples, labels]
-    result[order] = sorted_logits
+    result[features.order] = sorted_logits
     return result
 
 
 def predict(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    features: Sequence[dict],
+    features: Sequence[dict] | EvalBatches,
     *,
     batch_size: int = 64,
     keep: np.ndarray | None = None,
@@ -206,7 +248,7 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict:
 def evaluate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    features: Sequence[dict],
+    features: Sequence[dict] | EvalBatches,
     *,
     batch_size: int = 64,
     keep: np.ndarray | None = None,
@@ -217,7 +259,11 @@ def evaluate(
     plus ``kl`` from ``reference_logits`` ``[examples, labels]`` when given."""
     if len(features) == 0:
         raise CAHPError("the evaluation split is empty; pass more data or a larger --max-eval")
-    labels = np.array([f["labels"] for f in features])
+    labels = (
+        features.labels
+        if isinstance(features, EvalBatches)
+        else np.array([f["labels"] for f in features])
+    )
     logits = predict_logits(
         model, tokenizer, features, batch_size=batch_size, keep=keep, show_progress=show_progress
     )

@@ -30,6 +30,8 @@ def test_overhead_smoke():
     result = json.loads((RESULTS / "overhead.smoke.json").read_text())
     assert result["signature_vs_forward"] > 0 and result["salience_vs_fwd_bwd"] > 0
     assert result["heads"] == 8 and result["degree_change_s"] >= 0
+    assert result["finetune_vs_bare_loop"] > 0 and result["finetune_examples_per_s"] > 0
+    assert result["masked_eval_vs_forward"] > 0 and result["eval_collating_vs_forward"] > 0
 
 
 def test_deployment_smoke():
