@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -10,8 +11,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"  # the published results
 WORK = ROOT / "benchmarks" / "runs"  # scratch run folders (git-ignored)
+_out: Path | None = None  # --out: results and scratch runs under this folder instead
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,17 +39,40 @@ def machine() -> dict:
     }
 
 
+def parse_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``parser``'s arguments plus ``--out``, which moves results and scratch runs."""
+    parser.add_argument(
+        "--out",
+        help="write results (OUT/results) and scratch runs (OUT/runs) here instead of "
+        "benchmarks/ (the tests pass a temporary folder)",
+    )
+    args = parser.parse_args()
+    global _out
+    _out = Path(args.out) if args.out else None
+    return args
+
+
+def results_dir() -> Path:
+    """Where results are written and read: benchmarks/results, or OUT/results."""
+    return RESULTS if _out is None else _out / "results"
+
+
+def work_dir() -> Path:
+    """Scratch run folders: benchmarks/runs, or OUT/runs."""
+    return WORK if _out is None else _out / "runs"
+
+
 def result_path(name: str, smoke: bool) -> Path:
-    """benchmarks/results/<name>.json (``<name>.smoke.json`` in smoke mode)."""
-    return RESULTS / (f"{name}.smoke.json" if smoke else f"{name}.json")
+    """RESULTS/<name>.json (``<name>.smoke.json`` in smoke mode), under ``results_dir()``."""
+    return results_dir() / (f"{name}.smoke.json" if smoke else f"{name}.json")
 
 
 def write_results(name: str, records, smoke: bool) -> Path:
     """Write ``records`` to ``result_path(name, smoke)`` atomically."""
     from cahp_core.atomic import write_json_atomic
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     path = result_path(name, smoke)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, records)
     print(f"wrote {path}")
     return path

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from common import WORK, machine, write_results
+from common import machine, parse_args, work_dir, write_results
 
 from cahp_core.data import load_task, subset, tokenize_records
 from cahp_core.heads import head_layout
@@ -169,7 +169,7 @@ def real_models(protocol: str, prepare_only: bool) -> Setup:
     from quality import run_name
 
     ctx, selector = knee_selection(protocol)
-    work = WORK / f"deployment-{run_name(TASK, protocol, False)}"
+    work = work_dir() / f"deployment-{run_name(TASK, protocol, False)}"
     pruned = cached_pruned(ctx, selector, work / "pruned")
     if prepare_only:
         raise SystemExit(f"pruned model ready in {work / 'pruned'}")
@@ -362,7 +362,7 @@ def main() -> None:
         help="wait up to this many seconds for other processes to leave the CPUs before timing",
     )
     parser.add_argument("--smoke", action="store_true", help="a tiny random model (CI)")
-    args = parser.parse_args()
+    args = parse_args(parser)
     repeats = 2 if args.smoke else args.repeats
     with tempfile.TemporaryDirectory() as scratch:
         setup = (

@@ -35,11 +35,12 @@ import time
 
 import numpy as np
 from common import (
-    WORK,
     RecordCache,
     machine,
     merge_task_records,
+    parse_args,
     read_results,
+    work_dir,
     write_results,
 )
 from quality import SETTINGS, SMOKE, eval_features, prepare
@@ -93,7 +94,7 @@ def fingerprint(array: np.ndarray) -> str:
 def clusterings(task, method, config, distances, seeds, smoke, clock) -> list[ClusteringResult]:
     """One clustering per seed with ``method``'s options (cached per distance matrix)."""
     options = METHODS[method]
-    folder = WORK / f"knee-{task}{'-smoke' if smoke else ''}"
+    folder = work_dir() / f"knee-{task}{'-smoke' if smoke else ''}"
     tag = fingerprint(distances.distance)
     out = []
     for seed in seeds:
@@ -281,7 +282,7 @@ def run_task(task: str, smoke: bool, seeds, degrees, clock) -> tuple[list[dict],
         clock.say(f"{task}: quality knees, method {method}, done")
     split, n = EVAL[task]
     features = eval_features(ctx, {split: SMOKE_EVAL if smoke else n}, smoke)[split]
-    cache = RecordCache(WORK / f"knee-{task}{'.smoke' if smoke else ''}-curves.jsonl")
+    cache = RecordCache(work_dir() / f"knee-{task}{'.smoke' if smoke else ''}-curves.jsonl")
     points = SMOKE_CURVE_POINTS if smoke else CURVE_POINTS
     tag = fingerprint(distances.distance)
     curves = {
@@ -313,7 +314,7 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="tiny models and subsets, seeds 0-1, degrees 1-4"
     )
-    args = parser.parse_args()
+    args = parse_args(parser)
     seeds = SMOKE_SEEDS if args.smoke else SEEDS
     degrees = SMOKE_DEGREES if args.smoke else DEGREES
     clock = Clock()

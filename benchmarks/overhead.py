@@ -12,24 +12,38 @@
   curve runs it) / a bare forward pass over the same batches, and ``evaluate`` collating
   per call (the one-off evaluations) / the same.
 
+``--first-run`` measures only the first run a user starts instead, end to end:
+``cahp run --model minilm-l6 --task sst5 --preset quick`` (wall clock, peak memory, seconds
+per stage, full-model accuracy, heads kept) with the preset as it was before issue 17
+(3000 training examples, lr 2e-5) and as it is, one after the other, and their ratio; it
+is stored under ``first_run`` in the same result file (the other section is kept). The two
+runs stay in ``benchmarks/runs/first-run/`` (``OUT/runs/...`` with ``--out``).
+
     python benchmarks/overhead.py [--examples 512] [--smoke]
+    python benchmarks/overhead.py --first-run   # about 8 minutes on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine, write_results
+from common import machine, parse_args, read_results, work_dir, write_results
 
 from cahp_core.clustering import cluster_heads
 from cahp_core.data import load_task, tokenize_records
 from cahp_core.distances import head_distances
 from cahp_core.models import load_model, tiny_bert
+from cahp_core.runs import RunFolder
 from cahp_core.salience import gradient_salience, training_loader
 from cahp_core.selection import CAHPSelector
 from cahp_core.signatures import compute_signatures, ensure_eager
@@ -121,6 +135,51 @@ def bare_forward_backward(model, loader, n_batches: int) -> None:
         model.zero_grad(set_to_none=True)
 
 
+FIRST_RUN = ["run", "--model", "minilm-l6", "--task", "sst5", "--preset", "quick"]
+# the quick preset before issue 17 (its other settings are unchanged)
+QUICK_BEFORE = ["--max-train", "3000", "--lr", "2e-5"]
+# a child's peak resident memory, read in a wrapper so each run is measured on its own
+_PEAK = (
+    "import json, resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print(json.dumps([code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+)
+
+
+def timed_run(out: Path, extra: list[str]) -> dict:
+    """Wall clock, peak memory and the manifest's stage seconds of one ``cahp run``."""
+    cahp = [sys.executable, "-m", "cahp_core", *FIRST_RUN, *extra, "--out", str(out)]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _PEAK, *cahp], capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    code, peak_kib = json.loads(done.stdout.strip().splitlines()[-1])
+    if code != 0:
+        raise SystemExit(f"cahp run failed ({code}):\n{done.stderr[-2000:]}")
+    run = RunFolder.open(out)
+    summary = json.loads((out / "summary.json").read_text())
+    return {
+        "command": " ".join(["cahp", *FIRST_RUN, *extra]),
+        "seconds": round(seconds, 1),
+        "peak_memory_gib": round(peak_kib / 2**20, 2),
+        "stage_seconds": {k: round(v, 1) for k, v in run.stage_seconds().items()},
+        "full_accuracy": run.stage_info("finetune")["accuracy"],
+        "heads_kept": summary["heads_kept"],
+        "knee": summary["knee"],
+        "accuracy_pruned": summary["accuracy_pruned"],
+    }
+
+
+def first_run(out: Path) -> dict:
+    """The quick preset before and after issue 17, measured one after the other."""
+    before = timed_run(out / "before", QUICK_BEFORE)
+    after = timed_run(out / "after", [])
+    return {
+        "before": before,
+        "after": after,
+        "after_vs_before": round(after["seconds"] / before["seconds"], 3),
+        "machine": machine(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -128,7 +187,16 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--first-run", action="store_true", help="time `cahp run --preset quick`")
+    args = parse_args(parser)
+    if args.first_run:
+        scratch = work_dir() / "first-run"  # kept: the runs can be opened and bundled
+        shutil.rmtree(scratch, ignore_errors=True)  # a fresh start each time
+        section = first_run(scratch)
+        print(json.dumps(section, indent=1))
+        published = read_results("overhead", args.smoke, default={})
+        write_results("overhead", {**published, "first_run": section}, args.smoke)
+        return
     n, repeats = (32, 1) if args.smoke else (args.examples, args.repeats)
     task = load_task("sst5", max_train=n, seed=0)
     loaded = tiny_bert(num_labels=5) if args.smoke else load_model("minilm-l6", 5, device="cpu")
@@ -203,7 +271,10 @@ def main() -> None:
     print(
         {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k != "machine"}
     )
-    write_results("overhead", result, args.smoke)
+    previous = read_results("overhead", args.smoke, default={}).get("first_run")
+    write_results(
+        "overhead", {**result, **({"first_run": previous} if previous else {})}, args.smoke
+    )
 
 
 if __name__ == "__main__":

@@ -43,12 +43,13 @@ from dataclasses import replace
 
 import numpy as np
 from common import (
-    WORK,
     RecordCache,
     data_dir,
     machine,
     merge_task_records,
+    parse_args,
     read_results,
+    work_dir,
     write_results,
 )
 
@@ -160,7 +161,9 @@ def prepare(task: str, protocol: str, smoke: bool, device: str):
         **overrides,
     ).validate()
     # a second benchmark process (--reverse) waits here until the first has prepared the run
-    with open_context(WORK / run_name(task, protocol, smoke), config, timeout=24 * 3600) as ctx:
+    with open_context(
+        work_dir() / run_name(task, protocol, smoke), config, timeout=24 * 3600
+    ) as ctx:
         ensure_finetuned(ctx)
         salience = salience_stage(ctx)
         signatures = signatures_stage(ctx)
@@ -383,7 +386,7 @@ def main() -> None:
         action="store_true",
         help="the retraining-free view only (masked metrics and KL, no pruned fine-tunes)",
     )
-    args = parser.parse_args()
+    args = parse_args(parser)
     protocol = args.protocol
     seeds = args.seeds[:1] if args.smoke else args.seeds
     budgets = (
@@ -397,7 +400,7 @@ def main() -> None:
     proximity, references, records, lambda_choice = [], [], [], {}
     for task in args.tasks:  # one cache per task, so tasks can run in parallel processes
         name = run_name(task, protocol, args.smoke)
-        cache = RecordCache(WORK / f"quality-{name}.jsonl")
+        cache = RecordCache(work_dir() / f"quality-{name}.jsonl")
         ctx, salience, signatures, distances = prepare(task, protocol, args.smoke, args.device)
         settings = SETTINGS[protocol][task]
         evaluator = Evaluator(ctx, eval_features(ctx, settings["eval_splits"], args.smoke))

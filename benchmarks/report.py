@@ -1004,9 +1004,11 @@ def build_report(write_figures: bool = True) -> str:
         lines += [
             f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
             for k, v in overhead.items()
-            if k != "machine"
+            if k not in ("machine", "first_run")
         ]
         lines.append("")
+        if "first_run" in overhead:
+            lines += first_run_section(overhead["first_run"])
     if deployment:
         lines += deployment_section(deployment, load("deployment_meta") or {})
     lines += ["## Which of the paper's claims held here", ""]
@@ -1032,6 +1034,31 @@ def build_report(write_figures: bool = True) -> str:
                     f"{ref.iloc[0]:.3f} for the full model."
                 )
     return "\n".join(lines) + "\n"
+
+
+def first_run_section(first: dict) -> list[str]:
+    """The quick preset before and after, end to end (``overhead.py --first-run``)."""
+    stages = list(first["after"]["stage_seconds"])
+    lines = [
+        "### The first run (`cahp run --preset quick`, measured end to end in one run)",
+        "",
+        "| | " + " | ".join(["before", "after"]) + " |",
+        "|---|---|---|",
+    ]
+    rows = [
+        ("command", lambda r: f"`{r['command']}`"),
+        ("wall clock (s)", lambda r: f"{r['seconds']:.0f}"),
+        ("peak memory (GiB)", lambda r: f"{r['peak_memory_gib']:.2f}"),
+        ("full-model accuracy", lambda r: f"{r['full_accuracy']:.3f}"),
+        ("pruned accuracy", lambda r: f"{r['accuracy_pruned']:.3f}"),
+        ("knee / heads kept", lambda r: f"{r['knee']} / {r['heads_kept']}"),
+    ]
+    rows += [(f"{s} (s)", lambda r, s=s: f"{r['stage_seconds'].get(s, 0):.1f}") for s in stages]
+    lines += [
+        f"| {name} | {cell(first['before'])} | {cell(first['after'])} |" for name, cell in rows
+    ]
+    lines += ["", f"after / before: {first['after_vs_before']:.2f} of the wall clock.", ""]
+    return lines
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from .choices import CLUSTERING_METHODS, DISTANCE_METHODS
+from .config import PRESET_HELP, PRESETS
 from .errors import CAHPError
 
 EPILOG = """examples (all offline with the bundled model and SST-5):
@@ -24,12 +26,6 @@ EPILOG = """examples (all offline with the bundled model and SST-5):
   cahp baseline runs/demo --method gradient --heads 20 --out runs/demo/baselines/gradient-20
   cahp dashboard
 """
-
-QUICK_HELP = (
-    "quick: 3000 training / 600 validation examples, 2 epochs for the full model and 1 after "
-    "pruning, a 10-point accuracy curve (about 10 minutes for minilm-l6 on SST-5 on 2 CPU "
-    "cores); paper: full splits, 3 + 3 epochs, lr 2e-5, batch 32"
-)
 
 
 class ProgressPrinter:
@@ -86,7 +82,7 @@ class ProgressPrinter:
 
 
 def _add_quantize_arg(p: argparse.ArgumentParser) -> None:
-    from .config import QUANTIZE_CHOICES
+    from .choices import QUANTIZE_CHOICES
 
     p.add_argument(
         "--quantize",
@@ -130,7 +126,7 @@ def _add_knee_args(p: argparse.ArgumentParser, shape: bool = True) -> None:
 
 
 def _add_rule_args(p: argparse.ArgumentParser) -> None:
-    from .config import SELECTION_RULES
+    from .choices import SELECTION_RULES
 
     p.add_argument(
         "--rule",
@@ -330,6 +326,7 @@ def cmd_run(args) -> int:
         max_eval=args.max_eval,
         epochs=args.epochs,
         prune_epochs=args.prune_epochs,
+        learning_rate=args.lr,
         degree=args.degree,
         knee_curve=args.knee_curve,
         knee_shape=args.knee_shape,
@@ -481,11 +478,7 @@ def cmd_baseline(args) -> int:
 
     ctx = load_context(args.run, ProgressPrinter(stages=("finetune", "salience", "baseline")))
     with ctx.run.lock():
-        salience = salience_stage(ctx) if not ctx.run.is_done("salience") else None
-        if salience is None:
-            from .salience import Salience
-
-            salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
+        salience = salience_stage(ctx)  # read from the run folder when it is done
         n_layers, n_heads = salience.raw.shape
         if args.method == "gradient":
             keep = gradient_selection(
@@ -642,17 +635,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "run the whole CAHP pipeline (resumable) and write RUN/summary.json")
     p.add_argument("--model", default="minilm-l6")
     _add_task_args(p)
-    p.add_argument("--preset", choices=("quick", "paper"), default="paper", help=QUICK_HELP)
+    p.add_argument("--preset", choices=tuple(PRESETS), default="paper", help=PRESET_HELP)
     p.add_argument("--degree", type=int, help="polynomial degree of the knee fit (default 6)")
     _add_knee_args(p)
     _add_rule_args(p)
-    p.add_argument("--clustering", choices=("tsne-kmedoids", "graph"))
-    p.add_argument("--distance", choices=("jm", "js"))
+    p.add_argument("--clustering", choices=CLUSTERING_METHODS)
+    p.add_argument("--distance", choices=DISTANCE_METHODS)
     _add_cluster_args(p)
     p.add_argument("--max-train", type=int)
     p.add_argument("--max-eval", type=int)
     p.add_argument("--epochs", type=float)
     p.add_argument("--prune-epochs", type=float)
+    p.add_argument("--lr", type=float, help="learning rate of both fine-tunes (paper: 2e-5)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or auto")
     p.add_argument(

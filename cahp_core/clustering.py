@@ -28,11 +28,11 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.manifold import TSNE
 
-from .config import QUALITY_METHODS, earlier_version_error
+from .choices import CLUSTERING_METHODS, QUALITY_METHODS, check_choice, is_whole
+from .config import earlier_version_error
 from .errors import CAHPError
 from .graph import build_head_graph, canonical_labels, louvain_labels
 
-CLUSTERING_METHODS = ("tsne-kmedoids", "graph")
 TSNE_INITS = ("pca", "random")
 CLUSTERING_FORMAT = 2  # clustering.npz: one result per seed (format 1: one seed, old curve)
 
@@ -254,11 +254,7 @@ QUALITY_FUNCTIONS = {
 
 def check_quality(name: str) -> str:
     """``name`` if it is a known quality curve, else a CAHPError listing them."""
-    if name not in QUALITY_METHODS:
-        raise CAHPError(
-            f"unknown cluster quality {name!r}; choose one of {', '.join(QUALITY_METHODS)}"
-        )
-    return name
+    return check_choice("cluster quality", name, QUALITY_METHODS)
 
 
 def cluster_quality(
@@ -408,10 +404,6 @@ def louvain_sweep(
     )
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
 def cluster_heads(
     distance: np.ndarray,
     method: str = "tsne-kmedoids",
@@ -432,20 +424,17 @@ def cluster_heads(
     ``graph``: Louvain on the kNN head graph (k values are those Louvain finds), quality on
     ``distance``; the t-SNE embedding is computed too, for plots.
     """
-    if method not in CLUSTERING_METHODS:
-        raise CAHPError(
-            f"unknown clustering {method!r}; choose one of {', '.join(CLUSTERING_METHODS)}"
-        )
+    check_choice("clustering", method, CLUSTERING_METHODS)
     check_quality(quality)
     distance = check_distance_matrix(distance)
     n = len(distance)
     k_max = n - 1 if k_max is None else k_max
-    if not (_whole(k_min) and _whole(k_max)) or not 2 <= k_min <= k_max <= n - 1:
+    if not (is_whole(k_min) and is_whole(k_max)) or not 2 <= k_min <= k_max <= n - 1:
         raise CAHPError(
             f"cluster counts must be whole numbers with 2 <= k_min <= k_max <= {n - 1} "
             f"(heads - 1); got k_min={k_min}, k_max={k_max}"
         )
-    if not _whole(n_neighbors) or n_neighbors < 1:
+    if not is_whole(n_neighbors) or n_neighbors < 1:
         raise CAHPError(f"graph neighbours must be a whole number >= 1; got {n_neighbors}")
     embedding = tsne_embedding(
         distance, perplexity, seed, features=features, init=tsne_init
@@ -461,9 +450,9 @@ def cluster_heads(
 
 def clustering_seeds(first: int, n_seeds: int) -> list[int]:
     """The seeds of a seed sweep: ``first, first + 1, ..., first + n_seeds - 1``."""
-    if not _whole(n_seeds) or n_seeds < 1:
+    if not is_whole(n_seeds) or n_seeds < 1:
         raise CAHPError(f"--seeds must be a whole number >= 1; got {n_seeds!r}. Try 5.")
-    if not _whole(first):
+    if not is_whole(first):
         raise CAHPError(f"seed must be a whole number; got {first!r}")
     return [int(first) + i for i in range(int(n_seeds))]
 

@@ -14,10 +14,9 @@ from itertools import combinations
 import numpy as np
 from scipy.spatial.distance import cdist, pdist, squareform
 
+from .choices import DISTANCE_METHODS, check_choice
 from .errors import CAHPError
 from .signatures import HeadSignatures
-
-DISTANCE_METHODS = ("jm", "js")
 
 
 def bhattacharyya_gaussian(
@@ -141,4 +140,5 @@ def head_distances(sig: HeadSignatures, method: str = "jm") -> HeadDistances:
     if method == "js":
         maps = head_mean_maps(sig)
         return HeadDistances(method, maps, js_distance_matrix(maps))
-    raise CAHPError(f"unknown distance {method!r}; choose one of {', '.join(DISTANCE_METHODS)}")
+    check_choice("distance", method, DISTANCE_METHODS)
+    raise AssertionError(f"{method} is in DISTANCE_METHODS but has no implementation")

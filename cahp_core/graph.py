@@ -97,11 +97,6 @@ def graph_to_json(g: nx.Graph) -> dict:
     return nx.node_link_data(g, edges="edges")
 
 
-def graph_from_json(d: dict) -> nx.Graph:
-    """Inverse of ``graph_to_json``."""
-    return nx.node_link_graph(d, edges="edges")
-
-
 def louvain_labels(graph: nx.Graph, resolution: float = 1.0, seed: int = 42) -> np.ndarray:
     """Louvain communities (weight = similarity) as a canonical label per node ``index``."""
     communities = nx.community.louvain_communities(

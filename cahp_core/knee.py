@@ -27,10 +27,8 @@ from kneed import KneeLocator
 from numpy.polynomial import Polynomial
 from numpy.typing import ArrayLike
 
+from .choices import KNEE_SHAPES, check_choice
 from .errors import CAHPError
-
-KNEE_SHAPES = ("concave", "auto")
-KNEE_CURVES = ("quality", "performance")  # the curve the knee is found on (see selection.py)
 
 
 @dataclass(frozen=True)
@@ -87,9 +85,7 @@ def check_degree(degree: object, n_points: int | None = None) -> int:
 
 
 def check_shape(shape: str) -> str:
-    if shape not in KNEE_SHAPES:
-        raise CAHPError(f"unknown knee shape {shape!r}; choose one of {', '.join(KNEE_SHAPES)}")
-    return shape
+    return check_choice("knee shape", shape, KNEE_SHAPES)
 
 
 def validate_curve(x: np.ndarray, y: np.ndarray, degree: int) -> None:

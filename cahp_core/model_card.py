@@ -16,10 +16,10 @@ from typing import Any
 
 from .atomic import write_text_atomic
 from .errors import CAHPError
+from .run_format import KEPT_HEADS_FILE
 
 CARD_FILE = "README.md"
 FIGURE_FILE = "heads_kept.svg"
-HEAD_MAP_FILE = "kept_heads.json"  # = models.KEPT_HEADS_FILE (not imported: no torch here)
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 ONNX_SUFFIXES = (".onnx", ".onnx.data", ".onnx_data")
 NOT_RECORDED = "not recorded"
@@ -494,7 +494,7 @@ def write_model_card(folder: Path, head_map: dict | None = None) -> Path:
     if not folder.is_dir():
         raise CAHPError(f"{folder} is not a folder; pass a pruned model folder")
     if head_map is None:
-        path = folder / HEAD_MAP_FILE
+        path = folder / KEPT_HEADS_FILE
         try:
             head_map = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

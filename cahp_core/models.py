@@ -21,11 +21,11 @@ from transformers.utils import logging as hf_logging
 
 from .errors import CAHPError
 from .heads import check_supported
+from .run_format import KEPT_HEADS_FILE
 
 log = logging.getLogger(__name__)
 
 MINILM_ALIAS = "minilm-l6"
-KEPT_HEADS_FILE = "kept_heads.json"
 
 
 @dataclass

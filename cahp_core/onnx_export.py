@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from .config import QUANTIZE_CHOICES
+from .choices import QUANTIZE_CHOICES, check_choice
 from .errors import CAHPError
 from .heads import attention_blocks
 
@@ -268,8 +268,8 @@ def export_onnx_report(
     writes ``<name>.int8.onnx`` (dynamic quantization, per-channel int8 weights). Files are
     replaced atomically; a stale int8 graph of an earlier export is removed.
     """
-    if quantize not in (None, *QUANTIZE_CHOICES):
-        raise CAHPError(f"unknown quantization {quantize!r}; choose one of {QUANTIZE_CHOICES}")
+    if quantize is not None:
+        check_choice("quantization", quantize, QUANTIZE_CHOICES)
     out = Path(out_path)
     int8_out = int8_path_for(out)
     model = copy.deepcopy(model).to("cpu", torch.float32).eval()

@@ -21,14 +21,12 @@ import numpy as np
 import torch
 from transformers import set_seed
 
+from . import run_format
 from .atomic import (
-    load_npz,
-    load_safetensors_numpy,
     write_json_atomic,
-    write_npz_atomic,
-    write_safetensors_atomic,
 )
 from .baselines import gradient_selection, random_selection
+from .choices import RULE_PARAMETER
 from .clustering import (
     ClusteringResult,
     cluster_heads_seeds,
@@ -36,16 +34,32 @@ from .clustering import (
     clusterings_from_arrays,
     clusterings_to_arrays,
 )
-from .config import EXPORT_ONLY_FIELDS, RULE_PARAMETER, RunConfig, check_seed_sweep
+from .config import EXPORT_ONLY_FIELDS, RunConfig, check_seed_sweep
 from .data import TaskData, load_task, subset, tokenize_records
 from .distances import HeadDistances, head_distances
 from .errors import CAHPError
 from .graph import build_head_graph, graph_to_json
 from .model_card import write_model_card
-from .models import KEPT_HEADS_FILE, LoadedModel, count_parameters, load_model
+from .models import LoadedModel, count_parameters, load_model
 from .onnx_export import ONNX_FILE, export_onnx_report, int8_path_for, onnx_accuracy
 from .proximity import depth_stats
 from .pruning import remove_heads, save_pruned
+from .run_format import (
+    CLUSTERING,
+    DIAGNOSTICS,
+    DISTANCES,
+    EXPORT_INFO,
+    GRAPH,
+    KEPT_HEADS_FILE,
+    MANIFEST,
+    MODEL,
+    PRUNED,
+    SALIENCE,
+    SELECTION,
+    SIGNATURES,
+    SUMMARY,
+    TASK_CURVE,
+)
 from .runs import RunFolder, locked_folder
 from .salience import Salience, gradient_salience
 from .selection import CAHPSelector, performance_points
@@ -77,11 +91,8 @@ STAGES = (  # in the order run_pipeline runs them
     "export",
 )
 EXPORT_STAGES = ("finetune", "export")  # `cahp export`: the full model first if missing
-MODEL_DIR, PRUNED_DIR = "model", "pruned"
-CLUSTERING_FILE, TASK_CURVE_FILE = "clustering.npz", "task_curve.json"
 # stages that depend on the clustering: `cahp recluster` redoes them
 RECLUSTER_STAGES = ("clustering", "task_curve", "selection", "graph", "export")
-EXPORT_INFO = "cahp_export.json"
 # share of a fine-tuning stage's progress bar that training fills (evaluation, saving and
 # the ONNX export share the rest), so a stage's fraction never moves backwards
 FINETUNE_SHARE = 0.85
@@ -123,7 +134,7 @@ class RunContext:
         from .models import load_tokenizer
 
         if self.run.is_done("finetune"):
-            return load_tokenizer(self.run.path(MODEL_DIR))
+            return load_tokenizer(MODEL.path(self.run.root))
         return load_tokenizer(self.config.model)
 
     def features(self, split: str) -> list[dict]:
@@ -158,7 +169,7 @@ class RunContext:
         if self._model is None:
             ensure_finetuned(self)
             self._model = load_model(
-                self.run.path(MODEL_DIR), self.num_labels, device=self.config.device
+                MODEL.path(self.run.root), self.num_labels, device=self.config.device
             )
         return self._model
 
@@ -197,8 +208,8 @@ def ensure_finetuned(ctx: RunContext) -> None:
         ctx.progress("finetune", FINETUNE_SHARE, "evaluating the fine-tuned model")
         metrics = evaluate(loaded.model, loaded.tokenizer, ctx.eval_features)
         ctx.progress("finetune", 0.98, "saving the model")
-        _save_model_folder(loaded, ctx.run.path(MODEL_DIR))
-        st.add_artefact(MODEL_DIR)
+        _save_model_folder(loaded, MODEL.path(ctx.run.root))
+        st.add_artefact(MODEL.file)
         st.info.update(
             train=stats,
             accuracy=metrics["accuracy"],
@@ -239,10 +250,9 @@ def signature_features(ctx: RunContext) -> list[dict]:
 
 def signatures_stage(ctx: RunContext) -> HeadSignatures:
     """Stage 2: padding-aware per-class signatures of every head (eager attention)."""
-    name = "signatures.safetensors"
     if ctx.run.is_done("signatures"):
         ctx.progress("signatures", 1.0, "reused from the run folder")
-        return HeadSignatures.from_arrays(load_safetensors_numpy(ctx.run.path(name)))
+        return HeadSignatures.from_arrays(run_format.read(ctx.run.root, SIGNATURES))
     c = ctx.config
     features = signature_features(ctx)
     with ctx.run.stage("signatures") as st:
@@ -256,20 +266,17 @@ def signatures_stage(ctx: RunContext) -> HeadSignatures:
             batch_size=c.batch_size,
             progress=ctx.stage_progress("signatures"),
         )
-        write_safetensors_atomic(ctx.run.path(name), signatures.to_arrays())
-        st.add_artefact(name)
+        run_format.write(ctx.run.root, SIGNATURES, signatures.to_arrays())
+        st.add_artefact(SIGNATURES.file)
         st.info.update(examples=len(features), grid=c.grid)
     return signatures
 
 
 def salience_stage(ctx: RunContext) -> Salience:
     """Stage 5 of the paper (computed early: cheap): |dLoss/dgate| on the first batches."""
-    import json
-
-    name = "salience.json"
     if ctx.run.is_done("salience"):
         ctx.progress("salience", 1.0, "reused from the run folder")
-        return Salience.from_dict(json.loads(ctx.run.path(name).read_text()))
+        return Salience.from_dict(run_format.read(ctx.run.root, SALIENCE))
     c = ctx.config
     with ctx.run.stage("salience") as st:
         loaded = ctx.finetuned()
@@ -282,26 +289,24 @@ def salience_stage(ctx: RunContext) -> Salience:
             seed=c.seed,
             progress=ctx.stage_progress("salience"),
         )
-        write_json_atomic(ctx.run.path(name), salience.to_dict())
-        st.add_artefact(name)
+        run_format.write(ctx.run.root, SALIENCE, salience.to_dict())
+        st.add_artefact(SALIENCE.file)
     return salience
 
 
 def distances_stage(ctx: RunContext, signatures: HeadSignatures | None) -> HeadDistances:
     """Stage 3: information-theoretic head features and the head x head distance matrix."""
-    name = "distances.npz"
     if ctx.run.is_done("distances"):
         ctx.progress("distances", 1.0, "reused from the run folder")
-        arrays = load_npz(ctx.run.path(name))
+        arrays = run_format.read(ctx.run.root, DISTANCES)
         return HeadDistances(ctx.config.distance, arrays["features"], arrays["distance"])
     with ctx.run.stage("distances") as st:
         signatures = signatures if signatures is not None else signatures_stage(ctx)
         ctx.progress("distances", 0.0, f"{ctx.config.distance} distances")
         distances = head_distances(signatures, method=ctx.config.distance)
-        write_npz_atomic(
-            ctx.run.path(name), features=distances.features, distance=distances.distance
-        )
-        st.add_artefact(name)
+        arrays = {"features": distances.features, "distance": distances.distance}
+        run_format.write(ctx.run.root, DISTANCES, arrays)
+        st.add_artefact(DISTANCES.file)
         st.info.update(method=ctx.config.distance, features=int(distances.features.shape[1]))
     ctx.progress("distances", 1.0, "done")
     return distances
@@ -310,10 +315,9 @@ def distances_stage(ctx: RunContext, signatures: HeadSignatures | None) -> HeadD
 def load_clusterings(run: RunFolder) -> list[ClusteringResult]:
     """The run's clusterings, one per seed; a CAHPError that says how to re-cluster a run
     clustered by an earlier version."""
-    return clusterings_from_arrays(load_npz(run.path(CLUSTERING_FILE)), where=str(run.root))
+    return clusterings_from_arrays(run_format.read(run.root, CLUSTERING), where=str(run.root))
 
 
-DIAGNOSTICS_FILE = "diagnostics.json"
 DIAGNOSTIC_BUDGETS = (0.1, 0.2, 0.3)  # cluster counts compared: these shares of all heads
 DIAGNOSTIC_SEEDS = 3  # the first clustering seeds used (t-SNE and k-medoids)
 
@@ -321,14 +325,13 @@ DIAGNOSTIC_SEEDS = 3  # the first clustering seeds used (t-SNE and k-medoids)
 def diagnostics_stage(ctx: RunContext) -> dict:
     """Does CAHP's premise hold here? Split-half agreement of the clusterings and the JM
     distances' class signal (``diagnostics.py``), from one extra signature pass."""
-    import json
 
     from .diagnostics import diagnose, diagnostic_classes
     from .signatures import compute_signature_sets
 
     if ctx.run.is_done("diagnostics"):
         ctx.progress("diagnostics", 1.0, "reused from the run folder")
-        return json.loads(ctx.run.path(DIAGNOSTICS_FILE).read_text())
+        return run_format.read(ctx.run.root, DIAGNOSTICS)
     c = ctx.config
     features = signature_features(ctx)
     labels = np.array([f["labels"] for f in features], dtype=np.int64)  # [examples]
@@ -351,8 +354,8 @@ def diagnostics_stage(ctx: RunContext) -> dict:
         ks = [max(2, round(b * n_heads)) for b in DIAGNOSTIC_BUDGETS]
         seeds = clustering_seeds(c.seed, min(c.n_seeds, DIAGNOSTIC_SEEDS))
         result = diagnose(sets, ks, seeds, perplexity=c.perplexity).to_dict()
-        write_json_atomic(ctx.run.path(DIAGNOSTICS_FILE), result)
-        st.add_artefact(DIAGNOSTICS_FILE)
+        run_format.write(ctx.run.root, DIAGNOSTICS, result)
+        st.add_artefact(DIAGNOSTICS.file)
     ctx.progress("diagnostics", 1.0, " ".join(result["warnings"]) or "the premise holds")
     return result
 
@@ -393,8 +396,8 @@ def clustering_stage(ctx: RunContext, distances: HeadDistances) -> list[Clusteri
             ),
             **clustering_options(c, distances),
         )
-        write_npz_atomic(ctx.run.path(CLUSTERING_FILE), **clusterings_to_arrays(clusterings))
-        st.add_artefact(CLUSTERING_FILE)
+        run_format.write(ctx.run.root, CLUSTERING, clusterings_to_arrays(clusterings))
+        st.add_artefact(CLUSTERING.file)
         ks = clusterings[0].ks
         st.info.update(
             method=c.clustering, quality=c.quality, seeds=seeds, ks=[int(ks[0]), int(ks[-1])]
@@ -484,12 +487,9 @@ def task_curve_stage(
 
     CAHP's maps come from the first seed's clustering (one measured curve per run; its
     knee is applied to every seed's clustering)."""
-    import json
-
-    name = TASK_CURVE_FILE
     if ctx.run.is_done("task_curve"):
         ctx.progress("task_curve", 1.0, "reused from the run folder")
-        return json.loads(ctx.run.path(name).read_text())
+        return run_format.read(ctx.run.root, TASK_CURVE)
     c = ctx.config
     clustering = clusterings[0]
     grid = curve_grid(clustering.ks, c.curve_points)
@@ -516,8 +516,8 @@ def task_curve_stage(
                 records.append(
                     {"k": k, "heads_kept": int(keep.sum()), "method": method, **_metrics(metrics)}
                 )
-        write_json_atomic(ctx.run.path(name), records)
-        st.add_artefact(name)
+        run_format.write(ctx.run.root, TASK_CURVE, records)
+        st.add_artefact(TASK_CURVE.file)
     ctx.progress("task_curve", 1.0, "done")
     return records
 
@@ -608,8 +608,8 @@ def selection_stage(
     )
     record = selection_record(selector)
     with ctx.run.stage("selection") as st:
-        write_json_atomic(ctx.run.path("selection.json"), record)
-        st.add_artefact("selection.json")
+        run_format.write(ctx.run.root, SELECTION, record)
+        st.add_artefact(SELECTION.file)
         st.info.update(degree=record["degree"], knee=record["knee"])
     ctx.progress("selection", 1.0, f"knee k={record['knee']}, {record['heads_kept']} heads kept")
     return record
@@ -630,8 +630,8 @@ def graph_stage(
         keep=keep,
     )
     with ctx.run.stage("graph") as st:
-        write_json_atomic(ctx.run.path("graph.json"), graph_to_json(graph))
-        st.add_artefact("graph.json")
+        run_format.write(ctx.run.root, GRAPH, graph_to_json(graph))
+        st.add_artefact(GRAPH.file)
 
 
 def prune_finetune(
@@ -709,7 +709,7 @@ def export_selection(
         "n_eval": after["n"],
         "params_full": count_parameters(ctx.finetuned().model),
         "params_pruned": count_parameters(pruned.model),
-        "size_full_bytes": _weights_bytes(ctx.run.path(MODEL_DIR)),
+        "size_full_bytes": _weights_bytes(MODEL.path(ctx.run.root)),
         **(extra or {}),
     }
 
@@ -780,13 +780,13 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
     same_files = (done.get("onnx"), done.get("quantize")) == (ctx.config.onnx, ctx.config.quantize)
     if done.get("kept") == record["kept"] and same_files:  # the exported folder still holds
         ctx.progress("export", 1.0, "reused from the run folder")
-        return json.loads(ctx.run.path(PRUNED_DIR, EXPORT_INFO).read_text())
+        return json.loads((PRUNED.path(ctx.run.root) / EXPORT_INFO).read_text())
     with ctx.run.stage("export") as st:
         keep = np.asarray(record["kept"], dtype=bool)
         info = export_selection(
             ctx,
             keep,
-            ctx.run.path(PRUNED_DIR),
+            PRUNED.path(ctx.run.root),
             onnx=ctx.config.onnx,
             quantize=ctx.config.quantize,
             extra=selection_extra(
@@ -794,13 +794,13 @@ def export_stage(ctx: RunContext, record: dict) -> dict:
                 export_command(
                     ctx.run.root,
                     record,
-                    ctx.run.path(PRUNED_DIR),
+                    PRUNED.path(ctx.run.root),
                     onnx=bool(ctx.config.onnx),
                     quantize=ctx.config.quantize,
                 ),
             ),
         )
-        st.add_artefact(PRUNED_DIR)
+        st.add_artefact(PRUNED.file)
         st.info.update(
             degree=record["degree"],
             knee_curve=record["knee_curve"],
@@ -833,7 +833,7 @@ def open_context(
             run = RunFolder.open(path)
             run.manifest["config"] = {**run.config, **config.to_dict()}
             run.save()
-        elif (path / "manifest.json").is_file():
+        elif MANIFEST.exists(path):
             run = RunFolder.open(path)
             check_seed_sweep(run.config, str(run.root))
         run = RunFolder.create(path, config.to_dict(), ignore=EXPORT_ONLY_FIELDS)
@@ -926,7 +926,7 @@ def write_summary(
         "stage_seconds": ctx.run.stage_seconds(),
         "total_seconds": seconds,
     }
-    write_json_atomic(ctx.run.path("summary.json"), summary)
+    run_format.write(ctx.run.root, SUMMARY, summary)
     return summary
 
 
@@ -955,20 +955,17 @@ def load_selection_inputs(
 ) -> tuple[list[ClusteringResult], Salience, list[dict], np.ndarray | None]:
     """The cached clusterings, salience, task curve and head distances ``[N, N]`` (None if
     the run has none) a selection is fitted from."""
-    import json
-
     for stage in ("salience", "clustering"):
         if not ctx.run.is_done(stage):
             raise CAHPError(
                 f"run {ctx.run.root} has no finished {stage} stage; finish it with `cahp run` first"
             )
     check_seed_sweep(ctx.run.config, str(ctx.run.root))
-    salience = Salience.from_dict(json.loads(ctx.run.path("salience.json").read_text()))
+    salience = Salience.from_dict(run_format.read(ctx.run.root, SALIENCE))
     clusterings = load_clusterings(ctx.run)
-    curve_path = ctx.run.path(TASK_CURVE_FILE)
-    task_curve = json.loads(curve_path.read_text()) if ctx.run.is_done("task_curve") else []
-    distance_path = ctx.run.path("distances.npz")
-    distance = load_npz(distance_path)["distance"] if distance_path.is_file() else None
+    task_curve = run_format.read(ctx.run.root, TASK_CURVE) if ctx.run.is_done("task_curve") else []
+    distances = run_format.read(ctx.run.root, DISTANCES, missing_ok=True)
+    distance = None if distances is None else distances["distance"]
     return clusterings, salience, task_curve, distance
 
 

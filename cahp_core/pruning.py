@@ -25,9 +25,10 @@ from .atomic import replace_dir_atomic, write_json_atomic
 from .errors import CAHPError
 from .heads import AttentionBlock, attention_blocks, check_supported, head_layout
 from .model_card import write_model_card
-from .models import KEPT_HEADS_FILE, LoadedModel, pick_device
+from .models import LoadedModel, pick_device
 from .remote_code import MODELING_FILE
 from .remote_code import auto_map as remote_auto_map
+from .run_format import KEPT_HEADS_FILE
 
 
 def _new_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:

@@ -6,7 +6,6 @@ page needs to draw, small enough to ship in ``assets/``.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -14,33 +13,29 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import load_npz, load_safetensors_numpy, write_json_atomic, write_npz_atomic
+from . import run_format
 from .clustering import ClusteringResult, clusterings_from_arrays
 from .config import RunConfig, check_seed_sweep
 from .errors import RunFolderError
+from .run_format import (
+    BUNDLE,
+    BUNDLE_FILES,
+    CLUSTERING,
+    DIAGNOSTICS,
+    DISTANCES,
+    GRAPH,
+    HEAD_MAPS,
+    MANIFEST,
+    MODEL,
+    REQUIRED_FILES,
+    SALIENCE,
+    SELECTION,
+    SIGNATURES,
+    SUMMARY,
+    TASK_CURVE,
+)
 from .salience import Salience
 from .selection import CAHPSelector
-
-BUNDLE_FILES = (
-    "manifest.json",
-    "summary.json",
-    "selection.json",
-    "salience.json",
-    "clustering.npz",
-    "task_curve.json",
-    "graph.json",
-    "diagnostics.json",
-)
-REQUIRED_FILES = ("manifest.json", "salience.json", "clustering.npz", "selection.json")
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(
-            f"cannot read {path} ({exc}); re-run the stage that writes it"
-        ) from exc
 
 
 @dataclass
@@ -51,7 +46,7 @@ class RunView:
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
-        missing = [name for name in REQUIRED_FILES if not (self.path / name).is_file()]
+        missing = [a.file for a in REQUIRED_FILES if not a.path(self.path).is_file()]
         if missing:
             raise RunFolderError(
                 f"{self.path} is not a finished CAHP run (missing {', '.join(missing)}); "
@@ -60,7 +55,7 @@ class RunView:
 
     @cached_property
     def manifest(self) -> dict:
-        return _read_json(self.path / "manifest.json")
+        return run_format.read(self.path, MANIFEST)
 
     @cached_property
     def config(self) -> RunConfig:
@@ -68,23 +63,22 @@ class RunView:
 
     @cached_property
     def summary(self) -> dict | None:
-        path = self.path / "summary.json"
-        return _read_json(path) if path.is_file() else None
+        return run_format.read(self.path, SUMMARY, missing_ok=True)
 
     @cached_property
     def selection(self) -> dict:
-        return _read_json(self.path / "selection.json")
+        return run_format.read(self.path, SELECTION)
 
     @cached_property
     def salience(self) -> Salience:
-        return Salience.from_dict(_read_json(self.path / "salience.json"))
+        return Salience.from_dict(run_format.read(self.path, SALIENCE))
 
     @cached_property
     def clusterings(self) -> list[ClusteringResult]:
         """One clustering per seed; a RunFolderError naming `cahp recluster` for a run
         clustered by an earlier version."""
         check_seed_sweep(self.config_dict, str(self.path))
-        return clusterings_from_arrays(load_npz(self.path / "clustering.npz"), str(self.path))
+        return clusterings_from_arrays(run_format.read(self.path, CLUSTERING), str(self.path))
 
     @property
     def clustering(self) -> ClusteringResult:
@@ -97,8 +91,7 @@ class RunView:
 
     @cached_property
     def distances_arrays(self) -> dict[str, np.ndarray]:
-        path = self.path / "distances.npz"
-        return load_npz(path) if path.is_file() else {}
+        return run_format.read(self.path, DISTANCES, missing_ok=True) or {}
 
     @property
     def distance(self) -> np.ndarray | None:
@@ -111,29 +104,24 @@ class RunView:
     @cached_property
     def head_maps(self) -> np.ndarray | None:
         """Each head's mean attention map ``[L, H, S, S]`` (None if not stored)."""
-        path = self.path / "head_maps.npz"
-        if path.is_file():
-            return load_npz(path)["maps"]
-        signatures = self.path / "signatures.safetensors"
-        if signatures.is_file():
-            return mean_head_maps(load_safetensors_numpy(signatures))
+        if HEAD_MAPS.exists(self.path):
+            return run_format.read(self.path, HEAD_MAPS)["maps"]
+        if SIGNATURES.exists(self.path):
+            return mean_head_maps(run_format.read(self.path, SIGNATURES))
         return None
 
     @cached_property
     def task_curve(self) -> list[dict]:
-        path = self.path / "task_curve.json"
-        return _read_json(path) if path.is_file() else []
+        return run_format.read(self.path, TASK_CURVE, missing_ok=True) or []
 
     @cached_property
     def diagnostics(self) -> dict | None:
         """diagnostics.json (split-half agreement, class signal, warnings), if computed."""
-        path = self.path / "diagnostics.json"
-        return _read_json(path) if path.is_file() else None
+        return run_format.read(self.path, DIAGNOSTICS, missing_ok=True)
 
     @cached_property
     def graph(self) -> dict | None:
-        path = self.path / "graph.json"
-        return _read_json(path) if path.is_file() else None
+        return run_format.read(self.path, GRAPH, missing_ok=True)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -141,7 +129,7 @@ class RunView:
 
     @property
     def has_model(self) -> bool:
-        return (self.path / "model" / "config.json").is_file()
+        return (MODEL.path(self.path) / "config.json").is_file()
 
     def selector(
         self, degree: int, knee_curve: str | None = None, rule: dict | None = None
@@ -183,18 +171,19 @@ def make_bundle(run_dir: str | Path, out_dir: str | Path, command: str) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for name in BUNDLE_FILES:
-        if (run / name).is_file():
-            shutil.copy2(run / name, out / name)
+    for artefact in BUNDLE_FILES:
+        if artefact.exists(run):
+            shutil.copy2(artefact.path(run), artefact.path(out))
     if view.distance is not None:  # features too: t-SNE runs on them (re-clusterable)
         arrays = {"distance": view.distance}
         if view.features is not None:
             arrays["features"] = view.features
-        write_npz_atomic(out / "distances.npz", **arrays)
+        run_format.write(out, DISTANCES, arrays)
     if view.head_maps is not None:
-        write_npz_atomic(out / "head_maps.npz", maps=view.head_maps)
-    write_json_atomic(
-        out / "bundle.json",
+        run_format.write(out, HEAD_MAPS, {"maps": view.head_maps})
+    run_format.write(
+        out,
+        BUNDLE,
         {"source_run": run.name, "command": command, "note": "analysis artefacts only; no weights"},
     )
     return out

@@ -27,12 +27,11 @@ from filelock import FileLock, Timeout
 
 from .atomic import sha256_file, to_jsonable, write_json_atomic, write_text_atomic
 from .errors import RunFolderError
+from .run_format import MANIFEST, SUMMARY
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-SUMMARY = "summary.json"
 LOCK_FILE = ".lock"
 LOCK_PID_FILE = ".lock.pid"
 MAX_NAME = 100
@@ -77,11 +76,6 @@ def config_differences(old: dict, new: dict, ignore: Iterable[str] = ()) -> list
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
-def config_compatible(old: dict, new: dict, ignore: Iterable[str] = ()) -> bool:
-    """True if ``new`` describes the same run as ``old`` (settings in ``ignore`` may differ)."""
-    return not config_differences(old, new, ignore)
-
-
 def _describe_differences(old: dict, new: dict, names: list[str], shown: int = 3) -> str:
     parts = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in names[:shown]]
     if len(names) > shown:
@@ -94,10 +88,10 @@ def _describe_differences(old: dict, new: dict, names: list[str], shown: int = 3
 
 def _read_manifest(root: Path) -> dict:
     """The parsed manifest of ``root``; RunFolderError if it is missing or unreadable."""
-    manifest_path = root / MANIFEST
+    manifest_path = MANIFEST.path(root)
     if not manifest_path.is_file():
         raise RunFolderError(
-            f"{root} is not a CAHP run folder (no {MANIFEST}); check the path or start a new run"
+            f"{root} is not a CAHP run folder (no {MANIFEST.file}); check the path or start a new run"
         )
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -192,11 +186,11 @@ def _check_can_hold_run(root: Path) -> None:
         raise RunFolderError(f"{root} is a file, not a folder; choose another --out")
     if (
         root.is_dir()
-        and not (root / MANIFEST).is_file()
+        and not MANIFEST.path(root).is_file()
         and any(p.name not in (LOCK_FILE, LOCK_PID_FILE) for p in root.iterdir())
     ):
         raise RunFolderError(
-            f"{root} is not empty and is not a CAHP run (no {MANIFEST}); choose another --out"
+            f"{root} is not empty and is not a CAHP run (no {MANIFEST.file}); choose another --out"
         )
 
 
@@ -275,7 +269,7 @@ class RunFolder:
         """
         root = Path(path)
         ignore = tuple(ignore)
-        if (root / MANIFEST).is_file():
+        if MANIFEST.path(root).is_file():
             run = cls.open(root)
             differing = config_differences(run.config, config, ignore)
             if differing:
@@ -316,7 +310,7 @@ class RunFolder:
     def save(self) -> None:
         """Write the manifest atomically."""
         self.manifest["updated"] = _now()
-        write_json_atomic(self.root / MANIFEST, self.manifest)
+        write_json_atomic(MANIFEST.path(self.root), self.manifest)
 
     def reload(self) -> None:
         """Re-read the stages from disk (another process may have run some); config kept."""
@@ -326,7 +320,7 @@ class RunFolder:
 
     # -- paths
     def path(self, *parts: str) -> Path:
-        """A path inside the run (``run.path("pruned", "kept_heads.json")``).
+        """A path inside the run (``run.path("pruned", "config.json")``).
 
         Absolute paths and '..' are refused with RunFolderError.
         """
@@ -496,7 +490,7 @@ def _read_json_dict(path: Path) -> dict | None:
 
 
 def _run_entry(folder: Path) -> dict | None:
-    manifest = _read_json_dict(folder / MANIFEST)
+    manifest = _read_json_dict(MANIFEST.path(folder))
     if manifest is None:
         return None
     stages = manifest.get("stages")
@@ -512,7 +506,7 @@ def _run_entry(folder: Path) -> dict | None:
         "stages": statuses,
         "stages_done": [n for n, s in statuses.items() if s == "done"],
         "config": config if isinstance(config, dict) else {},
-        "summary": _read_json_dict(folder / SUMMARY) if (folder / SUMMARY).is_file() else None,
+        "summary": _read_json_dict(SUMMARY.path(folder)) if SUMMARY.exists(folder) else None,
     }
 
 
@@ -539,9 +533,9 @@ def list_runs(runs_root: str | os.PathLike) -> list[dict]:
 def delete_run(runs_root: str | os.PathLike, name: str) -> None:
     """Delete the run ``name`` under ``runs_root`` (only CAHP run folders, never one in use)."""
     path = safe_run_dir(runs_root, name)
-    if not path.is_dir() or not (path / MANIFEST).is_file():
+    if not path.is_dir() or not MANIFEST.path(path).is_file():
         raise RunFolderError(
-            f"{path} is not a CAHP run folder (no {MANIFEST}); nothing was deleted"
+            f"{path} is not a CAHP run folder (no {MANIFEST.file}); nothing was deleted"
         )
     lock = FileLock(str(path / LOCK_FILE))
     _acquire(lock, path, timeout=0)

@@ -6,33 +6,32 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
-from .clustering import (
+from .choices import (
     CLUSTERING_METHODS,
+    DISTANCE_METHODS,
+    KNEE_CURVES,
+    SELECTION_RULES,
+    check_choice,
+    is_whole,
+)
+from .clustering import (
     ClusteringResult,
     check_quality,
     cluster_heads_seeds,
     clustering_seeds,
 )
-from .config import SELECTION_RULES
-from .distances import DISTANCE_METHODS, HeadDistances, head_distances
+from .distances import HeadDistances, head_distances
 from .errors import CAHPError
-from .knee import KNEE_CURVES, KneeResult, check_degree, check_shape, find_knee
+from .knee import KneeResult, check_degree, check_shape, find_knee
 from .signatures import HeadSignatures
 
-UPSTREAM_PARAMS = (
-    "clustering",
-    "distance",
-    "quality",
-    "perplexity",
-    "seed",
-    "n_seeds",
-    "k_min",
-    "k_max",
-    "n_neighbors",
-)
-KNEE_PARAMS = ("degree", "knee_curve", "knee_shape")
-RULE_PARAMS = ("rule", "radius_quantile", "mmr_lambda")  # which heads, given how many
+
+class SelectorNotFittedError(CAHPError, NotFittedError):
+    """A ``CAHPSelector`` used before ``fit``: scikit-learn's ``NotFittedError`` and a
+    ``CAHPError`` (the CLI and the dashboard print it on one line)."""
 
 
 def complementary_selection(
@@ -69,11 +68,7 @@ def complementary_selection(
 
 
 def check_rule(name: str) -> str:
-    if name not in SELECTION_RULES:
-        raise CAHPError(
-            f"unknown selection rule {name!r}; choose one of {', '.join(SELECTION_RULES)}"
-        )
-    return name
+    return check_choice("selection rule", name, SELECTION_RULES)
 
 
 def layer_normalised(salience: np.ndarray) -> np.ndarray:
@@ -200,9 +195,45 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 
 def check_knee_curve(name: str) -> str:
-    if name not in KNEE_CURVES:
-        raise CAHPError(f"unknown knee curve {name!r}; choose one of {', '.join(KNEE_CURVES)}")
-    return name
+    return check_choice("knee curve", name, KNEE_CURVES)
+
+
+def _check_number(name: str, low: float, high: float, *, closed_high: bool = False):
+    """A check that a parameter is a real number in ``[low, high)`` (``]`` if closed)."""
+    bracket = "]" if closed_high else ")"
+
+    def check(value: object) -> None:
+        number = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not (number and low <= value and (value <= high if closed_high else value < high)):
+            raise CAHPError(f"{name} must be in [{low:g}, {high:g}{bracket}; got {value!r}")
+
+    return check
+
+
+def _check_perplexity(value: object) -> None:
+    if isinstance(value, bool) or not (isinstance(value, int | float | np.number) and value > 0):
+        raise CAHPError(f"perplexity must be a number > 0; got {value!r}")
+
+
+def _check_neighbors(value: object) -> None:
+    if not is_whole(value) or value < 1:
+        raise CAHPError(f"n_neighbors must be a whole number >= 1; got {value!r}")
+
+
+def _check_seed(value: object) -> None:
+    clustering_seeds(value, 1)
+
+
+def _check_n_seeds(value: object) -> None:
+    clustering_seeds(0, value)
+
+
+def _checked_later(value: object) -> None:
+    """k_min and k_max: checked by the clustering, which knows the number of heads."""
+
+
+KNEE_PARAMS = ("degree", "knee_curve", "knee_shape")
+RULE_PARAMS = ("rule", "radius_quantile", "mmr_lambda")  # which heads, given how many
 
 
 def performance_points(task_curve: Sequence[dict], method: str = "cahp") -> np.ndarray:
@@ -237,7 +268,7 @@ def spread(values: Sequence[int]) -> dict:
     }
 
 
-class CAHPSelector:
+class CAHPSelector(BaseEstimator):
     """Select a complementary set of attention heads, like a scikit-learn feature selector.
 
     Parameters are stored as given. ``fit`` computes distances, clusters the heads for every
@@ -264,6 +295,27 @@ class CAHPSelector:
     knee and need the head distances (``fit`` has them; ``fit_from_clustering(...,
     distance=)``). See docs/selection.md.
     """
+
+    # every constructor parameter and its check, declared once (scikit-learn's convention;
+    # sklearn's own Interval/StrOptions live in a private module, so these are plain checks
+    # raising the project's one-line CAHPError)
+    _parameter_constraints: dict = {  # noqa: RUF012 (a class-level declaration, as sklearn's)
+        "degree": check_degree,
+        "knee_curve": check_knee_curve,
+        "knee_shape": check_shape,
+        "rule": check_rule,
+        "radius_quantile": _check_number("radius_quantile", 0, 1),
+        "mmr_lambda": _check_number("mmr_lambda", 0, 1, closed_high=True),
+        "clustering": lambda v: check_choice("clustering", v, CLUSTERING_METHODS),
+        "distance": lambda v: check_choice("distance", v, DISTANCE_METHODS),
+        "quality": check_quality,
+        "perplexity": _check_perplexity,
+        "seed": _check_seed,
+        "n_seeds": _check_n_seeds,
+        "k_min": _checked_later,
+        "k_max": _checked_later,
+        "n_neighbors": _check_neighbors,
+    }
 
     def __init__(
         self,
@@ -299,62 +351,34 @@ class CAHPSelector:
         self.radius_quantile = radius_quantile
         self.mmr_lambda = mmr_lambda
 
-    # -- scikit-learn protocol
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor parameters (scikit-learn protocol)."""
-        return {
-            name: getattr(self, name) for name in (*KNEE_PARAMS, *RULE_PARAMS, *UPSTREAM_PARAMS)
-        }
-
+    # -- scikit-learn protocol (get_params, clone and repr come from BaseEstimator)
     def set_params(self, **params) -> CAHPSelector:
         """Set constructor parameters; refit to apply them."""
-        for name, value in params.items():
-            if name not in self.get_params():
-                raise CAHPError(
-                    f"unknown parameter {name!r}; valid: {', '.join(self.get_params())}"
-                )
-            setattr(self, name, value)
-        return self
+        valid = self.get_params()
+        for name in params:
+            if name not in valid:
+                raise CAHPError(f"unknown parameter {name!r}; valid: {', '.join(valid)}")
+        return super().set_params(**params)
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"CAHPSelector({args})"
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "clustering_")
+
+    def _check(self, names: Sequence[str]) -> None:
+        for name in names:
+            self._parameter_constraints[name](getattr(self, name))
 
     def _validate_knee_params(self) -> None:
-        check_degree(self.degree)
-        check_knee_curve(self.knee_curve)
-        check_shape(self.knee_shape)
-        check_rule(self.rule)
-        if isinstance(self.radius_quantile, bool) or not (
-            isinstance(self.radius_quantile, int | float | np.number)
-            and 0 <= self.radius_quantile < 1
-        ):
-            raise CAHPError(f"radius_quantile must be in [0, 1); got {self.radius_quantile!r}")
-        if isinstance(self.mmr_lambda, bool) or not (
-            isinstance(self.mmr_lambda, int | float | np.number) and 0 <= self.mmr_lambda <= 1
-        ):
-            raise CAHPError(f"mmr_lambda must be in [0, 1]; got {self.mmr_lambda!r}")
+        """The checks of the parameters that only change the knee and the selection."""
+        self._check((*KNEE_PARAMS, *RULE_PARAMS))
 
     def _validate_params(self) -> None:
         """Cheap checks before any computation (ranges that need the data come later)."""
-        self._validate_knee_params()
-        if self.clustering not in CLUSTERING_METHODS:
-            raise CAHPError(
-                f"unknown clustering {self.clustering!r}; "
-                f"choose one of {', '.join(CLUSTERING_METHODS)}"
-            )
-        if self.distance not in DISTANCE_METHODS:
-            raise CAHPError(
-                f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCE_METHODS)}"
-            )
-        check_quality(self.quality)
-        if isinstance(self.perplexity, bool) or not (
-            isinstance(self.perplexity, int | float | np.number) and self.perplexity > 0
-        ):
-            raise CAHPError(f"perplexity must be a number > 0; got {self.perplexity!r}")
-        clustering_seeds(self.seed, self.n_seeds)
-        if not _whole(self.n_neighbors) or self.n_neighbors < 1:
-            raise CAHPError(f"n_neighbors must be a whole number >= 1; got {self.n_neighbors!r}")
+        self._check(tuple(self._parameter_constraints))
+
+    @classmethod
+    def _upstream_params(cls) -> tuple[str, ...]:
+        """The parameters the distances and clusterings depend on (their cache key)."""
+        return tuple(p for p in cls._parameter_constraints if p not in (*KNEE_PARAMS, *RULE_PARAMS))
 
     # -- fitting
     def fit(
@@ -378,7 +402,7 @@ class CAHPSelector:
                 f"salience has shape {salience.shape}; expected {shape} [layers, heads]"
             )
         key = (
-            tuple(getattr(self, p) for p in UPSTREAM_PARAMS),
+            tuple(getattr(self, p) for p in self._upstream_params()),
             _fingerprint(signatures.mean, signatures.var, signatures.count),
         )
         cache = getattr(self, "_upstream_cache", None)
@@ -503,7 +527,7 @@ class CAHPSelector:
 
     def _paper_in(self, clustering: ClusteringResult, k: int) -> np.ndarray:
         """The paper's complementary selection with ``k`` clusters of ``clustering``."""
-        if not _whole(k):
+        if not is_whole(k):
             raise CAHPError(f"k must be a whole number in {clustering.valid_ks()}; got {k!r}")
         labels = clustering.labels_for(int(k))
         return complementary_selection(labels, self.salience_, *self.shape_)
@@ -527,7 +551,7 @@ class CAHPSelector:
     # -- using a fitted selector
     def _check_fitted(self) -> None:
         if not hasattr(self, "clustering_"):
-            raise CAHPError("this CAHPSelector is not fitted yet; call fit(...) first")
+            raise SelectorNotFittedError("this CAHPSelector is not fitted yet; call fit(...) first")
 
     def select(self, k: int) -> np.ndarray:
         """The complementary selection with ``k`` clusters (consensus seed's clustering):
@@ -545,7 +569,7 @@ class CAHPSelector:
         self._check_fitted()
         n_layers, per_layer = self.shape_
         total = n_layers * per_layer
-        if not _whole(n_heads) or not n_layers <= n_heads <= total:
+        if not is_whole(n_heads) or not n_layers <= n_heads <= total:
             raise CAHPError(
                 f"head budget must be between {n_layers} (one per layer) and {total}; got {n_heads}"
             )
@@ -570,7 +594,3 @@ class CAHPSelector:
         """Bool ``[layers, heads]`` map of the heads kept at the knee."""
         self._check_fitted()
         return self.support_
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)

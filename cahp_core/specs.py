@@ -116,9 +116,3 @@ def keep_to_removed(keep: np.ndarray) -> dict[int, list[int]]:
         for layer, row in enumerate(keep)
         if (~row).any()
     }
-
-
-def keep_to_dict(keep: np.ndarray) -> dict[int, list[int]]:
-    """Kept heads per layer, every layer present (an empty list for an emptied layer)."""
-    keep = _as_keep(keep)
-    return {layer: [int(h) for h in np.flatnonzero(row)] for layer, row in enumerate(keep)}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cahp_core.errors import CAHPError
 from cahp_core.results import RunView
+from cahp_core.run_format import MANIFEST
 
 from .jobs import job_status, launch_export
 from .selection_view import DegreeView
@@ -29,7 +30,7 @@ def writable_run(path: Path, runs_root: Path) -> Path:
         return path
     copy = root / EXAMPLE_COPY
     marker = copy / COPY_MARKER
-    if (copy / "manifest.json").is_file():
+    if MANIFEST.exists(copy):
         if not marker.is_file() or marker.read_text().strip() != str(path.resolve()):
             raise CAHPError(f"{copy} exists and is not a copy of {path}; rename or delete it")
         return copy

@@ -4,7 +4,6 @@ gradient rank and its attention maps (pure logic first, then the Streamlit panel
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -292,10 +291,9 @@ def head_picker(labels: np.ndarray, keep: np.ndarray, key: str, container=None):
 @st.cache_data(show_spinner=False, max_entries=4)
 def run_signatures(path: str, stamp: float) -> dict[str, np.ndarray] | None:
     """The run's per-class signature arrays (``signatures.safetensors``), if it has them."""
-    from cahp_core.atomic import load_safetensors_numpy
+    from cahp_core import run_format
 
-    file = Path(path) / "signatures.safetensors"
-    return load_safetensors_numpy(file) if file.is_file() else None
+    return run_format.read(path, run_format.SIGNATURES, missing_ok=True)
 
 
 def render_head_details(view, chosen, layer: int, head: int) -> HeadDetails:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from cahp_core.atomic import write_json_atomic
 from cahp_core.errors import CAHPError
-from cahp_core.pipeline import EXPORT_INFO, EXPORT_STAGES, STAGES
+from cahp_core.pipeline import EXPORT_STAGES, STAGES
 from cahp_core.progress import eta_seconds
+from cahp_core.run_format import EXPORT_INFO, SUMMARY
 
 JOBS = ".jobs"
 KINDS = {"run": (JOBS,), "export": (JOBS, "exports")}
@@ -132,7 +133,7 @@ def _finished(kind: str, runs_root: Path, name: str, job: dict, progress: dict) 
     if kind == "export":
         out = Path(job.get("out", ""))
         return progress.get("overall") == 1.0 and (out / EXPORT_INFO).is_file()
-    done = (runs_root / name / "summary.json").is_file()
+    done = SUMMARY.exists(runs_root / name)
     return done and (progress.get("overall") == 1.0 or "overall" not in progress)
 
 

@@ -15,11 +15,12 @@ import numpy as np
 import streamlit as st
 
 from cahp_core.baselines import same_budget_maps
-from cahp_core.config import RULE_PARAMETER
+from cahp_core.choices import KNEE_CURVES, RULE_PARAMETER
 from cahp_core.errors import CAHPError
 from cahp_core.knee import KneeResult
 from cahp_core.results import RunView
-from cahp_core.selection import KNEE_CURVES, performance_points
+from cahp_core.run_format import MANIFEST
+from cahp_core.selection import performance_points
 
 MIN_DEGREE = 2  # a degree-1 fit is a straight line: no knee
 MAX_DEGREE = 12  # the slider's ceiling (higher degrees only chase noise)
@@ -76,7 +77,7 @@ class DegreeView:
 
 def run_stamp(path: Path) -> float:
     """The manifest's mtime: changes whenever a run is (re)written."""
-    manifest = Path(path) / "manifest.json"
+    manifest = MANIFEST.path(path)
     return manifest.stat().st_mtime if manifest.is_file() else 0.0
 
 

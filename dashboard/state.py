@@ -8,9 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from cahp_core.config import RULE_PARAMETER
+from cahp_core.choices import RULE_PARAMETER
 from cahp_core.errors import CAHPError
 from cahp_core.results import RunView
+from cahp_core.run_format import SELECTION
 from cahp_core.runs import list_runs
 
 from .selection_view import (
@@ -45,10 +46,10 @@ def default_run() -> Path:
 def finished_runs() -> dict[str, Path]:
     """Label -> folder of every run the dashboard can show (embedded default first)."""
     options: dict[str, Path] = {}
-    if (default_run() / "selection.json").is_file():
+    if SELECTION.exists(default_run()):
         options[DEFAULT_LABEL] = default_run()
     for run in list_runs(runs_root()):
-        if (Path(run["path"]) / "selection.json").is_file():
+        if SELECTION.exists(run["path"]):
             options[f"{run['name']}"] = Path(run["path"])
     return options
 

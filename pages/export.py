@@ -9,8 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from cahp_core.errors import CAHPError
-from cahp_core.pipeline import EXPORT_INFO
 from cahp_core.results import RunView
+from cahp_core.run_format import EXPORT_INFO
 from cahp_studio.dashboard.exports import EXAMPLE_COPY, export_dir, export_job, start_export
 from cahp_studio.dashboard.job_view import show_job
 from cahp_studio.dashboard.jobs import stop_job

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cahp_core.config import RULE_PARAMETER
+from cahp_core.choices import RULE_PARAMETER
 from cahp_core.errors import CAHPError
 from cahp_studio.dashboard import figures
 from cahp_studio.dashboard.exports import start_export

@@ -7,7 +7,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from cahp_core.choices import CLUSTERING_METHODS, DISTANCE_METHODS, QUALITY_METHODS
+from cahp_core.config import PRESET_HELP, PRESETS
 from cahp_core.errors import CAHPError
+from cahp_core.run_format import SUMMARY
 from cahp_core.runs import delete_run, list_runs, safe_run_dir
 from cahp_studio.dashboard.exports import is_example_copy
 from cahp_studio.dashboard.inputs import (
@@ -161,7 +164,7 @@ def launch(task: str, form: dict, inputs: dict) -> None:
     status = job_status(root, name)
     if status is not None and status["state"] == "running":
         raise CAHPError(f"run {name} is already running")
-    if (run_dir / "summary.json").is_file():
+    if SUMMARY.exists(run_dir):
         raise CAHPError(f"run {name} already exists and is finished; pick another name")
     warning = check_model(form["model"])
     args = cli_args(task, form, inputs, root, name)
@@ -252,9 +255,8 @@ with st.form("new-run"):
         "name": c2.text_input("Run name", "my-run", help="letters, digits, '.', '_' and '-'"),
         "preset": c1.selectbox(
             "Preset",
-            ["quick", "paper"],
-            help="quick: 3000 training / 600 validation examples, about 10 minutes on 2 CPU "
-            "cores; paper: full splits, 3 + 3 epochs",
+            list(PRESETS),
+            help=PRESET_HELP,
         ),
         "degree": c2.number_input(
             "Polynomial degree",
@@ -264,13 +266,13 @@ with st.form("new-run"):
             help="degree of the polynomial fitted to the curve before its knee is found "
             "(degree 1 is a straight line, which has no knee); change it later on the Knee page",
         ),
-        "clustering": c1.selectbox("Clustering", ["tsne-kmedoids", "graph"]),
+        "clustering": c1.selectbox("Clustering", CLUSTERING_METHODS),
         "distance": c2.selectbox(
-            "Distance", ["jm", "js"], help="jm: Jeffries–Matusita, js: Jensen–Shannon"
+            "Distance", DISTANCE_METHODS, help="jm: Jeffries–Matusita, js: Jensen–Shannon"
         ),
         "quality": c1.selectbox(
             "Cluster quality curve",
-            ["mss", "simplified-silhouette"],
+            QUALITY_METHODS,
             help="mss: the authors' mean simplified silhouette (paper); simplified-silhouette: "
             "nearest other medoid, every medoid scores 1 (this project's earlier curve)",
         ),

@@ -10,14 +10,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 pytestmark = pytest.mark.integration
 
 
-def _smoke(script: str, timeout: int = 600, *extra: str) -> None:
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """The scripts' --out folder's results/ (nothing is written into the source tree)."""
+    return tmp_path_factory.mktemp("benchmarks") / "results"
+
+
+def _smoke(results: Path, script: str, timeout: int = 600, *extra: str) -> None:
+    out = str(results.parent)
     subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *extra],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", "--out", out, *extra],
         cwd=ROOT,
         check=True,
         timeout=timeout,
@@ -25,18 +31,20 @@ def _smoke(script: str, timeout: int = 600, *extra: str) -> None:
     )
 
 
-def test_overhead_smoke():
-    _smoke("overhead.py")
-    result = json.loads((RESULTS / "overhead.smoke.json").read_text())
+@pytest.mark.benchmark
+def test_overhead_smoke(results):
+    _smoke(results, "overhead.py")
+    result = json.loads((results / "overhead.smoke.json").read_text())
     assert result["signature_vs_forward"] > 0 and result["salience_vs_fwd_bwd"] > 0
     assert result["heads"] == 8 and result["degree_change_s"] >= 0
     assert result["finetune_vs_bare_loop"] > 0 and result["finetune_examples_per_s"] > 0
     assert result["masked_eval_vs_forward"] > 0 and result["eval_collating_vs_forward"] > 0
 
 
-def test_deployment_smoke():
-    _smoke("deployment.py")
-    records = json.loads((RESULTS / "deployment.smoke.json").read_text())
+@pytest.mark.benchmark
+def test_deployment_smoke(results):
+    _smoke(results, "deployment.py")
+    records = json.loads((results / "deployment.smoke.json").read_text())
     assert {(r["runtime"], r["batch"]) for r in records} == {
         ("pytorch", 1),
         ("pytorch", 32),
@@ -61,13 +69,14 @@ def _check_quality_records(records: list[dict], protocol: str, methods: set[str]
     assert len(pairs) == len(mine)  # one record per map, split and kind
 
 
-def test_quality_smoke(shared_data):
+@pytest.mark.benchmark
+def test_quality_smoke(shared_data, results):
     """The CPU protocol with every CAHP variant, then the paper protocol: records of both
     are kept side by side."""
     variants = ["cahp-js", "cahp-radius", "cahp-mmr", "cahp-mmr-js"]
-    _smoke("quality.py", 900, "--methods", "cahp", "gradient", "random", *variants)
-    _smoke("quality.py", 900, "--protocol", "paper", "--tasks", "sst5")
-    records = json.loads((RESULTS / "quality.smoke.json").read_text())
+    _smoke(results, "quality.py", 900, "--methods", "cahp", "gradient", "random", *variants)
+    _smoke(results, "quality.py", 900, "--protocol", "paper", "--tasks", "sst5")
+    records = json.loads((results / "quality.smoke.json").read_text())
     assert {(r["task"], r["protocol"]) for r in records} == {
         ("sst5", "cpu"),
         ("mnli", "cpu"),
@@ -77,10 +86,10 @@ def test_quality_smoke(shared_data):
     _check_quality_records(records, "paper", {"cahp", "gradient", "random"})
     full = [r for r in records if r["method"] == "full"]
     assert all(r["kl"] == pytest.approx(0.0, abs=1e-6) for r in full)  # the reference itself
-    meta = json.loads((RESULTS / "quality_meta.smoke.json").read_text())
+    meta = json.loads((results / "quality_meta.smoke.json").read_text())
     assert {"cpu/jm", "cpu/js"} <= set(meta["mmr_lambda"])  # chosen on validation data
     assert meta["mmr_lambda"]["cpu/jm"]["chosen"] in meta["lambda_grid"]
-    proximity = json.loads((RESULTS / "proximity.smoke.json").read_text())
+    proximity = json.loads((results / "proximity.smoke.json").read_text())
     assert all(0 <= p["mean_depth"] <= 1 for p in proximity)
     assert {p["protocol"] for p in proximity} == {"cpu", "paper"}
 
@@ -99,9 +108,10 @@ KNEE_FIELDS = {
 }
 
 
-def test_knee_smoke(shared_data):
-    _smoke("knee.py", timeout=900)
-    records = json.loads((RESULTS / "knee.smoke.json").read_text())
+@pytest.mark.benchmark
+def test_knee_smoke(shared_data, results):
+    _smoke(results, "knee.py", timeout=900)
+    records = json.loads((results / "knee.smoke.json").read_text())
     assert all(set(r) >= KNEE_FIELDS for r in records)
     assert {r["task"] for r in records} == {"sst5", "mnli"}
     assert {(r["knee_curve"], r["method"], r["quality"]) for r in records} == {
@@ -128,7 +138,7 @@ def test_knee_smoke(shared_data):
         if group[3] > 1:  # the consensus is one of the seeds' selections
             chosen = next(r for r in rows if r["seed"] == consensus[0]["consensus_seed"])
             assert chosen["heads_kept"] == consensus[0]["heads_kept"]
-    meta = json.loads((RESULTS / "knee_meta.smoke.json").read_text())
+    meta = json.loads((results / "knee_meta.smoke.json").read_text())
     assert meta["seeds"] == [0, 1] and set(meta["tasks"]) == {"sst5", "mnli"}
 
 

@@ -21,9 +21,6 @@ from urllib.parse import urlparse
 
 import pytest
 
-from cahp_core.pipeline import run_pipeline
-from cahp_core.testing import save_tiny_model, tiny_run_config
-
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,10 +48,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("browser-runs")
-    model = save_tiny_model(tmp_path_factory.mktemp("browser-model") / "tiny")
-    run_pipeline(tiny_run_config(model), runs / "tiny-run")
+def server(tiny_runs):
+    runs = tiny_runs
     port = _free_port()
     env = {**os.environ, "CAHP_RUNS_DIR": str(runs), "CAHP_DEFAULT_RUN": str(runs / "tiny-run")}
     process = subprocess.Popen(

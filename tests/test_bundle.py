@@ -99,12 +99,13 @@ def test_summary_and_selection_are_what_the_selector_gives(view):
 
 
 def test_the_knee_barely_moves_with_the_seed(view):
-    """Seeds 0-4 (not the bundle's own): the same knee at degrees 3 and 4, and at degree 6
-    every seed's head count within 20 % of the median (it was 16-34 before the paper's
-    t-SNE start, MSS and kneed call)."""
+    """Seeds 0-4 (not the bundle's own): at degrees 3 and 4 the knees lie within one cluster
+    count of each other, and at degree 6 every seed's head count is within 20 % of the median
+    (it was 16-34 before the paper's t-SNE start, MSS and kneed call)."""
     clusterings = [_recluster(view, seed) for seed in range(5)]
     for degree in (3, 4):
-        assert len({find_knee(c.ks, c.quality, degree).knee for c in clusterings}) == 1
+        knees = [find_knee(c.ks, c.quality, degree).knee for c in clusterings]
+        assert max(knees) - min(knees) <= 1, (degree, knees)
     selector = view.selector(6).fit_from_clustering(
         clusterings, view.salience.normalised, *view.shape
     )

@@ -14,23 +14,13 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cahp_core.errors import CAHPError
-from cahp_core.pipeline import run_pipeline
-from cahp_core.testing import FakeUpload, save_tiny_model, tiny_run_config
+from cahp_core.testing import FakeUpload
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
 APP = ROOT / "dashboard" / "app.py"
 TIMEOUT = 120
 REMOTE = re.compile(r"""<(script|link|img)[^>]+(src|href)=["']?(https?:)?//""", re.IGNORECASE)
-
-
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory) -> Path:
-    """A runs folder holding one finished tiny run (also used as the embedded default)."""
-    root = tmp_path_factory.mktemp("runs")
-    model = save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
-    run_pipeline(tiny_run_config(model), root / "tiny-run")
-    return root
 
 
 @pytest.fixture
@@ -41,7 +31,7 @@ def env(tiny_runs, monkeypatch):
     return tiny_runs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_view(tiny_runs):
     from cahp_core.results import RunView
 

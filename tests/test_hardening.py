@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict[str, Path]:
+def world(tmp_path_factory, tiny_runs) -> dict[str, Path]:
     """Folders every bad-input case can point at."""
     base = tmp_path_factory.mktemp("world")
     tiny = save_tiny_model(base / "tiny")
-    run_pipeline(tiny_run_config(tiny), base / "run")
+    shutil.move(tiny_runs / "tiny-run", base / "run")
 
     def write(folder: str, name: str, text: str | bytes) -> Path:
         path = base / folder
@@ -76,8 +77,6 @@ def world(tmp_path_factory) -> dict[str, Path]:
     three.tokenizer.save_pretrained(base / "three_labels")
     # run folders: from the future, and with a corrupt artefact
     for name in ("future_run", "corrupt_run"):
-        import shutil
-
         shutil.copytree(base / "run", base / name)
     manifest = json.loads((base / "future_run" / "manifest.json").read_text())
     manifest["format_version"] = 99

@@ -11,24 +11,13 @@ import plotly.io as pio
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cahp_core.pipeline import run_pipeline
 from cahp_core.selection import complementary_selection, layer_normalised
-from cahp_core.testing import save_tiny_model, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
 EXAMPLE = ROOT / "assets" / "default_run"
 TIMEOUT = 120
 PICKER = "Head details: layer/head"
-
-
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory) -> Path:
-    """A runs folder holding one finished tiny run (also used as the embedded default)."""
-    root = tmp_path_factory.mktemp("runs")
-    model = save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
-    run_pipeline(tiny_run_config(model), root / "tiny-run")
-    return root
 
 
 @pytest.fixture
@@ -39,7 +28,7 @@ def env(tiny_runs, monkeypatch):
     return tiny_runs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_view(tiny_runs):
     from cahp_core.results import RunView
 

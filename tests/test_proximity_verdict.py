@@ -16,7 +16,6 @@ from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from cahp_core.errors import CAHPError
-from cahp_core.pipeline import run_pipeline
 from cahp_core.proximity import (
     common_curve_count,
     format_p,
@@ -24,7 +23,6 @@ from cahp_core.proximity import (
     proximity_test,
     proximity_tests,
 )
-from cahp_core.testing import save_tiny_model, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "proximity.py"
@@ -201,15 +199,6 @@ def test_the_benchmark_chart_has_readable_labels():
 
 
 # ---------------------------------------------------------------- the page
-
-
-@pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory) -> Path:
-    """A runs folder holding one finished tiny run (3 layers x 4 heads)."""
-    root = tmp_path_factory.mktemp("runs")
-    model = save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
-    run_pipeline(tiny_run_config(model), root / "tiny-run")
-    return root
 
 
 def _shown(at: AppTest) -> list[str]:

@@ -225,6 +225,25 @@ def test_bad_parameters_raise(params, match):
         CAHPSelector(**{"perplexity": 3, **params}).fit(_signatures(), np.ones((3, 4)))
 
 
+def test_scikit_learn_protocol():
+    """clone, check_is_fitted and NotFittedError behave as for any scikit-learn estimator."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    selector = CAHPSelector(degree=2, perplexity=3, n_seeds=2)
+    assert set(CAHPSelector._parameter_constraints) == set(selector.get_params())
+    copy = clone(selector)
+    assert copy is not selector and copy.get_params() == selector.get_params()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(selector)
+    with pytest.raises(NotFittedError, match="call fit"):
+        selector.get_support()
+    selector.fit(_signatures(), np.ones((3, 4)))
+    check_is_fitted(selector)
+    assert not hasattr(clone(selector), "support_")  # a clone is unfitted
+
+
 def test_errors():
     with pytest.raises(CAHPError, match="not fitted"):
         CAHPSelector().select(3)

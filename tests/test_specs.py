@@ -5,7 +5,6 @@ from cahp_core.errors import CAHPError
 from cahp_core.specs import (
     format_head_spec,
     keep_from_dict,
-    keep_to_dict,
     keep_to_removed,
     parse_head_spec,
     removed_to_keep,
@@ -60,7 +59,6 @@ def test_keep_conversions():
     assert keep.dtype == bool and keep.tolist() == [[True, False], [False, False]]
     assert keep_to_removed(keep) == {0: [1], 1: [0, 1]}
     assert keep_to_removed(np.ones((2, 2), dtype=bool)) == {}
-    assert keep_to_dict(keep) == {0: [0], 1: []}  # emptied layers kept as empty lists
     assert keep_from_dict({0: [0], 1: []}, 2, 2).tolist() == keep.tolist()
     assert keep_from_dict({"1": [1]}, 2, 2).tolist() == [[False, False], [False, True]]  # JSON
     assert removed_to_keep({"0": [0]}, 1, 2).tolist() == [[False, True]]
@@ -70,7 +68,8 @@ def test_round_trips_on_random_maps():
     rng = np.random.default_rng(0)
     for _ in range(20):
         keep = rng.random((4, 6)) < 0.5
-        assert np.array_equal(keep_from_dict(keep_to_dict(keep), 4, 6), keep)
+        kept = {layer: np.flatnonzero(row).tolist() for layer, row in enumerate(keep)}
+        assert np.array_equal(keep_from_dict(kept, 4, 6), keep)
         assert np.array_equal(removed_to_keep(keep_to_removed(keep), 4, 6), keep)
         removed = keep_to_removed(keep)
         assert parse_head_spec(format_head_spec(removed), 4, 6) == removed
@@ -88,5 +87,5 @@ def test_dict_conversions_check_ranges(convert):
 
 def test_keep_must_be_two_dimensional():
     with pytest.raises(CAHPError, match="2-D"):
-        keep_to_dict(np.ones(4, dtype=bool))
+        keep_to_removed(np.ones(4, dtype=bool))
     assert keep_to_removed([[1, 0]]) == {0: [1]}  # lists (e.g. from JSON) are accepted
