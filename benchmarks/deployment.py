@@ -131,7 +131,8 @@ def knee_selection(protocol: str):
     pipeline does (its clustering stage cached in the run folder)."""
     from quality import prepare
 
-    from cahp_core.pipeline import clustering_stage, fit_selector, task_curve_stage
+    from cahp_core.pipeline import clustering_stage, task_curve_stage
+    from cahp_core.run_selection import fit_selector
 
     ctx, salience, _, distances = prepare(TASK, protocol, False, "cpu")
     with ctx.run.lock(timeout=600):

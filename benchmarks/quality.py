@@ -62,13 +62,13 @@ from cahp_core.pipeline import (
     clustering_options,
     distances_stage,
     ensure_finetuned,
-    make_selector,
     open_context,
     prune_finetune,
     salience_stage,
     signatures_stage,
 )
 from cahp_core.proximity import depth_stats
+from cahp_core.run_selection import make_selector
 from cahp_core.signatures import HeadSignatures
 from cahp_core.training import evaluate, predict_logits
 

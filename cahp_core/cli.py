@@ -107,7 +107,10 @@ def _add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--task", required=required, help="sst5, mnli, or custom (with --data-dir)")
     p.add_argument("--data-dir", help="folder of <split>.jsonl/.csv files (default: bundled/hub)")
     p.add_argument("--text-columns", help="custom task: comma-separated text column(s)")
-    p.add_argument("--label-column", default="label", help="custom task: label column")
+    # not required (`cahp run --config`): "label" then comes from the file or RunConfig
+    p.add_argument(
+        "--label-column", default="label" if required else None, help="custom task: label column"
+    )
     p.add_argument("--num-labels", type=int, help="custom task: number of labels")
 
 
@@ -186,8 +189,7 @@ def _load_task(args, max_train=None, max_eval=None, seed: int = 42):
 def cmd_finetune(args) -> int:
     from .atomic import write_json_atomic
     from .data import tokenize_records
-    from .models import count_parameters, load_model
-    from .pipeline import _save_model_folder
+    from .models import count_parameters, load_model, save_model_folder
     from .training import FinetuneConfig, evaluate, finetune
 
     task = _load_task(args, args.max_train, args.max_eval, args.seed)
@@ -212,7 +214,7 @@ def cmd_finetune(args) -> int:
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _save_model_folder(loaded, out)
+    save_model_folder(loaded, out)
     report = {
         **metrics,
         "split": task.spec.eval_split,
@@ -311,10 +313,13 @@ def cmd_prune(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import preset_config
+    from .config import file_config
     from .pipeline import run_pipeline
 
-    config = preset_config(
+    if args.task is None and args.config is None:
+        raise CAHPError("pass --task (sst5, mnli or custom) or --config with a run's settings")
+    config = file_config(
+        args.config,
         args.preset,
         model=args.model,
         task=args.task,
@@ -633,9 +638,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prune)
 
     p = add("run", "run the whole CAHP pipeline (resumable) and write RUN/summary.json")
-    p.add_argument("--model", default="minilm-l6")
-    _add_task_args(p)
-    p.add_argument("--preset", choices=tuple(PRESETS), default="paper", help=PRESET_HELP)
+    p.add_argument("--model", help="minilm-l6 (default), a local folder, or a hub id")
+    _add_task_args(p, required=False)
+    p.add_argument("--preset", choices=tuple(PRESETS), help=f"default: paper. {PRESET_HELP}")
+    p.add_argument(
+        "--config",
+        help="a JSON file of run settings (RunConfig's fields, as in a run's manifest.json "
+        "'config'); flags given here override it",
+    )
     p.add_argument("--degree", type=int, help="polynomial degree of the knee fit (default 6)")
     _add_knee_args(p)
     _add_rule_args(p)

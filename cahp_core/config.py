@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 from .choices import (
     CLUSTERING_METHODS,
@@ -171,4 +174,36 @@ def preset_config(name: str, **overrides) -> RunConfig:
     if name not in PRESETS:
         raise CAHPError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    if isinstance(values.get("text_columns"), list):  # JSON has no tuples
+        values["text_columns"] = tuple(values["text_columns"])
     return replace(RunConfig(preset=name), **values).validate()
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """The run settings a JSON file holds: an object of ``RunConfig`` fields (the ``config``
+    of a run's manifest.json has this form; null keeps the preset's value). A CAHPError
+    names an unreadable file or an unknown setting."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CAHPError(f"cannot read the run config {path} ({exc}); pass a JSON file") from exc
+    if not isinstance(values, dict):
+        raise CAHPError(f'{path} must hold a JSON object of run settings, e.g. {{"degree": 4}}')
+    known = [f.name for f in fields(RunConfig)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise CAHPError(
+            f"{path}: unknown run setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    return values
+
+
+def file_config(path: str | os.PathLike | None, preset: str | None, **overrides) -> RunConfig:
+    """A run's settings: a preset (``preset``, else the file's, else ``paper``), the file's
+    settings on it, then the explicit (non-None) ``overrides`` (command-line flags)."""
+    values = read_config_file(path) if path is not None else {}
+    name = preset or values.pop("preset", None) or "paper"
+    values.pop("preset", None)
+    return preset_config(
+        name, **{**values, **{k: v for k, v in overrides.items() if v is not None}}
+    )

@@ -28,6 +28,7 @@ class AttentionBlock:
     """One layer's self-attention: projections and the module that mixes heads."""
 
     layer: int
+    attention: nn.Module  # the layer's attention: .self (the heads), .output.dense (their mixer)
     self_attention: nn.Module  # holds query/key/value Linear layers
     query: nn.Linear
     key: nn.Linear
@@ -99,6 +100,7 @@ def attention_blocks(model: nn.Module) -> list[AttentionBlock]:
         blocks.append(
             AttentionBlock(
                 layer=index,
+                attention=attention,
                 self_attention=self_attention,
                 query=self_attention.query,
                 key=self_attention.key,

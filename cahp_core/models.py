@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,27 +13,19 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 from transformers.utils import logging as hf_logging
 
 from .errors import CAHPError
 from .heads import check_supported
+from .loaded_model import LoadedModel, pick_device  # noqa: F401 (pick_device: public here too)
+from .pruning import load_pruned  # pruned folders need their head map first
 from .run_format import KEPT_HEADS_FILE
 
 log = logging.getLogger(__name__)
 
 MINILM_ALIAS = "minilm-l6"
-
-
-@dataclass
-class LoadedModel:
-    """A sequence-classification model with its tokenizer and where it came from."""
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    source: str
 
 
 def minilm_path() -> Path:
@@ -55,17 +46,6 @@ def resolve_model_source(name_or_path: str | os.PathLike) -> str:
     if name == MINILM_ALIAS:
         return str(minilm_path())
     return name
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (cuda when available) as a torch device."""
-    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
-        raise CAHPError(f"unknown device {device!r}; use cpu, cuda or auto")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CAHPError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(device)
 
 
 def _load_config(source: str, trust_remote_code: bool):
@@ -112,8 +92,6 @@ def load_model(
     """
     source = resolve_model_source(name_or_path)
     if (Path(source) / KEPT_HEADS_FILE).is_file():
-        from .pruning import load_pruned  # pruned folders need their head map first
-
         return load_pruned(source, device=device, attn_implementation=attn_implementation)
     config = _load_config(source, trust_remote_code)
     check_supported(config)
@@ -184,3 +162,19 @@ def num_labels_of(model_dir: str | os.PathLike) -> int:
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of parameters (weights + biases)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def save_model_folder(loaded: LoadedModel, out: Path) -> None:
+    """Save a full (unpruned) model folder atomically."""
+    import shutil
+    import tempfile
+
+    from .atomic import replace_dir_atomic
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        loaded.model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        replace_dir_atomic(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -147,7 +147,7 @@ class _FusibleClassifier(_LogitsOnly):
         self.slot = _MaskSlot()
         self.attention_layers = 0
         for block in attention_blocks(model):
-            attention = model.base_model.encoder.layer[block.layer].attention
+            attention = block.attention
             if block.n_heads == 0:
                 attention.output.dense = _BiasOnly(attention.output.dense)
                 continue

@@ -40,7 +40,7 @@ from .distances import HeadDistances, head_distances
 from .errors import CAHPError
 from .graph import build_head_graph, graph_to_json
 from .model_card import write_model_card
-from .models import LoadedModel, count_parameters, load_model
+from .models import LoadedModel, count_parameters, load_model, save_model_folder
 from .onnx_export import ONNX_FILE, export_onnx_report, int8_path_for, onnx_accuracy
 from .proximity import depth_stats
 from .pruning import remove_heads, save_pruned
@@ -60,9 +60,10 @@ from .run_format import (
     SUMMARY,
     TASK_CURVE,
 )
+from .run_selection import fit_selector
 from .runs import RunFolder, locked_folder
 from .salience import Salience, gradient_salience
-from .selection import CAHPSelector, performance_points
+from .selection import CAHPSelector
 from .signatures import HeadSignatures, compute_signatures
 from .training import (
     FinetuneConfig,
@@ -208,7 +209,7 @@ def ensure_finetuned(ctx: RunContext) -> None:
         ctx.progress("finetune", FINETUNE_SHARE, "evaluating the fine-tuned model")
         metrics = evaluate(loaded.model, loaded.tokenizer, ctx.eval_features)
         ctx.progress("finetune", 0.98, "saving the model")
-        _save_model_folder(loaded, MODEL.path(ctx.run.root))
+        save_model_folder(loaded, MODEL.path(ctx.run.root))
         st.add_artefact(MODEL.file)
         st.info.update(
             train=stats,
@@ -218,22 +219,6 @@ def ensure_finetuned(ctx: RunContext) -> None:
             params=count_parameters(loaded.model),
         )
     ctx._model = loaded
-
-
-def _save_model_folder(loaded: LoadedModel, out: Path) -> None:
-    """Save a full (unpruned) model folder atomically."""
-    import shutil
-    import tempfile
-
-    from .atomic import replace_dir_atomic
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        loaded.model.save_pretrained(tmp)
-        loaded.tokenizer.save_pretrained(tmp)
-        replace_dir_atomic(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def signature_features(ctx: RunContext) -> list[dict]:
@@ -404,56 +389,6 @@ def clustering_stage(ctx: RunContext, distances: HeadDistances) -> list[Clusteri
         )
     ctx.progress("clustering", 1.0, "done")
     return clusterings
-
-
-def make_selector(
-    config: RunConfig, degree: int | None = None, knee_curve: str | None = None
-) -> CAHPSelector:
-    return CAHPSelector(
-        degree=config.degree if degree is None else degree,
-        clustering=config.clustering,
-        distance=config.distance,
-        quality=config.quality,
-        perplexity=config.perplexity,
-        seed=config.seed,
-        n_seeds=config.n_seeds,
-        knee_curve=config.knee_curve if knee_curve is None else knee_curve,
-        knee_shape=config.knee_shape,
-        n_neighbors=config.graph_neighbors,
-        rule=config.rule,
-        radius_quantile=config.radius_quantile,
-        mmr_lambda=config.mmr_lambda,
-    )
-
-
-def fit_selector(
-    config: RunConfig,
-    clusterings: list[ClusteringResult],
-    salience: Salience,
-    degree: int | None = None,
-    *,
-    knee_curve: str | None = None,
-    task_curve: list[dict] | None = None,
-    distance: np.ndarray | None = None,
-) -> CAHPSelector:
-    """A fitted selector from cached clusterings + salience (+ the measured task curve, for
-    the performance knee; + the head distances ``[N, N]``, for the salience-radius and mmr
-    rules): no signature or clustering pass. The CLI, the export and every dashboard page go
-    through here, so they agree on the knee and the kept heads.
-
-    The raw salience is passed: the complementary rule only compares heads (any increasing
-    rescaling selects the same), the salience-led rules normalise it per layer as the
-    gradient baseline does."""
-    n_layers, n_heads = salience.raw.shape
-    performance = performance_points(task_curve) if task_curve else None
-    if config.rule != "complementary" and distance is None:
-        raise CAHPError(
-            f"the {config.rule} rule needs the run's head distances (distances.npz), which this "
-            "run lacks; finish its distances stage with `cahp run` or use --rule complementary"
-        )
-    return make_selector(config, degree, knee_curve).fit_from_clustering(
-        clusterings, salience.raw, n_layers, n_heads, performance=performance, distance=distance
-    )
 
 
 def curve_grid(ks: np.ndarray, points: int) -> list[int]:

@@ -24,8 +24,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from .atomic import replace_dir_atomic, write_json_atomic
 from .errors import CAHPError
 from .heads import AttentionBlock, attention_blocks, check_supported, head_layout
+from .loaded_model import LoadedModel, pick_device
 from .model_card import write_model_card
-from .models import LoadedModel, pick_device
 from .remote_code import MODELING_FILE
 from .remote_code import auto_map as remote_auto_map
 from .run_format import KEPT_HEADS_FILE
@@ -78,9 +78,9 @@ def _sliced_linear(layer: nn.Linear, rows: torch.Tensor, dim: int) -> nn.Linear:
     return new
 
 
-def _prune_block(model: nn.Module, block: AttentionBlock, kept: list[int]) -> None:
+def _prune_block(block: AttentionBlock, kept: list[int]) -> None:
     rows = _head_rows(kept, block.head_dim)
-    attention = model.base_model.encoder.layer[block.layer].attention
+    attention = block.attention
     attention.output.dense = _sliced_linear(block.output, rows, dim=1)
     if not kept:
         hidden = block.query.in_features
@@ -117,7 +117,7 @@ def remove_heads(model: nn.Module, keep: np.ndarray) -> nn.Module:
     for block in attention_blocks(model):
         kept = [int(h) for h in np.flatnonzero(keep[block.layer])]
         if len(kept) < block.n_heads:
-            _prune_block(model, block, kept)
+            _prune_block(block, kept)
     model.config.cahp_kept_heads = keep_as_lists(keep)
     return model
 

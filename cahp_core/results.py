@@ -34,6 +34,7 @@ from .run_format import (
     SUMMARY,
     TASK_CURVE,
 )
+from .run_selection import fit_selector  # the same fit the CLI export uses
 from .salience import Salience
 from .selection import CAHPSelector
 
@@ -137,8 +138,6 @@ class RunView:
         """A selector fitted from the cached clusterings with this degree, knee curve and
         selection rule (``{"rule": ..., "mmr_lambda": ...}`` on top of the run's; no
         recomputation): exactly what `cahp export --degree` selects."""
-        from .pipeline import fit_selector  # the same fit the CLI export uses
-
         config = replace(self.config, **rule).validate() if rule else self.config
         return fit_selector(
             config,

@@ -23,8 +23,8 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from .errors import CAHPError
+from .loaded_model import pick_device
 from .masking import head_gates, keep_to_gates
-from .models import pick_device
 
 log = logging.getLogger(__name__)
 

@@ -278,3 +278,45 @@ def check_data_dir(folder: str) -> Path:
     path = Path(folder.strip()).expanduser().resolve()
     split_files(path)
     return path
+
+
+def run_settings(task: str, form: dict, inputs: dict, root: Path, name: str) -> dict:
+    """The Run page's form as run settings (``RunConfig`` fields, what `cahp run --config`
+    reads); validates every input first, the upload included (CAHPError on a problem)."""
+    settings = {
+        "preset": form["preset"],
+        "model": form["model"].strip(),
+        "task": task,
+        "degree": int(form["degree"]),
+        "clustering": form["clustering"],
+        "distance": form["distance"],
+        "quality": form["quality"],
+        "n_seeds": int(form["seeds"]),
+    }
+    for field in ("max_train", "max_eval"):
+        if form[field]:  # 0: the preset's
+            settings[field] = int(form[field])
+    if task == "custom":
+        if inputs["upload"] is None:
+            raise CAHPError("choose a CSV or JSONL file to upload for a custom task")
+        folder, num_labels = accept_upload(
+            inputs["upload"], root, name, inputs["text_columns"], inputs["label_column"]
+        )
+        settings |= {  # the validated split files store the label under "label"
+            "data_dir": str(folder),
+            "text_columns": list(inputs["text_columns"]),
+            "label_column": "label",
+            "num_labels": num_labels,
+        }
+    elif inputs["data_dir"].strip():
+        settings["data_dir"] = str(check_data_dir(inputs["data_dir"]))
+    check_settings(settings)  # the CLI's own checks, before anything is launched
+    return settings
+
+
+def check_settings(settings: dict) -> None:
+    """Raise the CLI's CAHPError for settings `cahp run --config` would refuse."""
+    from cahp_core.config import preset_config
+
+    values = dict(settings)
+    preset_config(values.pop("preset"), **values)

@@ -36,6 +36,7 @@ def job_files(runs_root: Path, name: str, kind: str = "run") -> dict[str, Path]:
         "job": folder / f"{name}.json",
         "progress": folder / f"{name}.progress.json",
         "log": folder / f"{name}.log",
+        "config": folder / f"{name}.config.json",  # a run's settings (`cahp run --config`)
     }
 
 
@@ -64,11 +65,16 @@ def _cli(subcommand: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "cahp_core.cli", subcommand, *args]
 
 
-def launch_run(runs_root: Path, name: str, cli_args: list[str]) -> int:
-    """Start ``cahp run ... --out RUNS/NAME`` in the background; returns its pid."""
+def launch_run(runs_root: Path, name: str, settings: dict) -> int:
+    """Save ``settings`` (``RunConfig`` fields) beside the job and start ``cahp run --config
+    FILE --out RUNS/NAME`` in the background; returns its pid."""
     files = job_files(runs_root, name)
+    files["config"].parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(files["config"], settings)
     command = _cli(
-        "run", *cli_args, "--out", str(runs_root / name), "--progress-json", str(files["progress"])
+        "run",
+        *("--config", str(files["config"]), "--out", str(runs_root / name)),
+        *("--progress-json", str(files["progress"])),
     )
     return _launch(runs_root, name, "run", command, {})
 

@@ -23,7 +23,7 @@ from cahp_core.proximity import (
 )
 from cahp_core.results import RunView
 from cahp_studio.dashboard import figures
-from cahp_studio.dashboard.benchmark_results import benchmark_frame
+from cahp_studio.dashboard.benchmark_results import benchmark_frame, published_quality_results
 from cahp_studio.dashboard.figures import (
     BENCHMARK_METHODS,
     BENCHMARK_METRICS,
@@ -34,7 +34,7 @@ from cahp_studio.dashboard.figures import (
 )
 from cahp_studio.dashboard.report import quality_summary
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, method_maps
-from cahp_studio.dashboard.state import ROOT, chart, current_selection, current_view
+from cahp_studio.dashboard.state import chart, current_selection, current_view
 from cahp_studio.dashboard.theme import DEPTH_LABELS, METHOD_LABELS
 
 PROSE_NAMES = {  # each method as named in the verdict sentence
@@ -244,6 +244,6 @@ if view is not None:
         )
     else:
         st.info("This run has no task curve (task_curve.json); finish it with `cahp run`.")
-    results = ROOT / "benchmarks" / "results" / "quality.json"
-    if results.is_file():
+    results = published_quality_results()
+    if results is not None:
         show_benchmarks(results)

@@ -15,13 +15,12 @@ from cahp_core.runs import delete_run, list_runs, safe_run_dir
 from cahp_studio.dashboard.exports import is_example_copy
 from cahp_studio.dashboard.inputs import (
     MAX_UPLOAD_MB,
-    accept_upload,
     ask_label,
-    check_data_dir,
     check_model,
     guess_columns,
     read_preview,
     remove_upload,
+    run_settings,
 )
 from cahp_studio.dashboard.job_view import show_job
 from cahp_studio.dashboard.jobs import forget_job, job_status, launch_run, stop_run
@@ -131,32 +130,6 @@ def seed_span(summary: dict) -> str | None:
     return None if heads is None else f"{heads['min']}–{heads['max']}"
 
 
-def cli_args(task: str, form: dict, inputs: dict, root: Path, name: str) -> list[str]:
-    """The ``cahp run`` arguments; validates every input first (CAHPError on a problem)."""
-    args = [
-        *("--model", form["model"].strip(), "--task", task, "--preset", form["preset"]),
-        *("--degree", str(int(form["degree"])), "--clustering", form["clustering"]),
-        *("--distance", form["distance"], "--quality", form["quality"]),
-        *("--seeds", str(int(form["seeds"]))),
-    ]
-    for flag in ("max_train", "max_eval"):
-        if form[flag]:
-            args += [f"--{flag.replace('_', '-')}", str(int(form[flag]))]
-    if task == "custom":
-        if inputs["upload"] is None:
-            raise CAHPError("choose a CSV or JSONL file to upload for a custom task")
-        folder, num_labels = accept_upload(
-            inputs["upload"], root, name, inputs["text_columns"], inputs["label_column"]
-        )
-        args += [  # the validated split files store the label under "label"
-            *("--data-dir", str(folder), "--text-columns", ",".join(inputs["text_columns"])),
-            *("--label-column", "label", "--num-labels", str(num_labels)),
-        ]
-    elif inputs["data_dir"].strip():
-        args += ["--data-dir", str(check_data_dir(inputs["data_dir"]))]
-    return args
-
-
 def launch(task: str, form: dict, inputs: dict) -> None:
     root = runs_root()
     name = form["name"].strip()
@@ -167,8 +140,7 @@ def launch(task: str, form: dict, inputs: dict) -> None:
     if SUMMARY.exists(run_dir):
         raise CAHPError(f"run {name} already exists and is finished; pick another name")
     warning = check_model(form["model"])
-    args = cli_args(task, form, inputs, root, name)
-    pid = launch_run(root, name, args)
+    pid = launch_run(root, name, run_settings(task, form, inputs, root, name))
     st.session_state["watch_run"] = name
     if warning:
         st.warning(warning)

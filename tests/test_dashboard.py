@@ -185,7 +185,8 @@ def test_page_cahp_export_and_cahp_run_agree(env, tiny_view):
     """Every degree and both knee curves: the dashboard's selection is the selector's, the
     one `cahp export --degree D --knee-curve C` announces, and at the run's own degree the
     one `cahp run` wrote to selection.json."""
-    from cahp_core.pipeline import export_with_degree, fit_selector
+    from cahp_core.pipeline import export_with_degree
+    from cahp_core.run_selection import fit_selector
     from cahp_studio.dashboard.selection_view import degree_view
     from cahp_studio.dashboard.state import max_degree
 

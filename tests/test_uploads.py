@@ -215,10 +215,10 @@ def test_cli_reports_the_columns_found_and_the_flags(no_label_dir, capsys):
 @pytest.fixture
 def run_page(tmp_path, monkeypatch):
     """The Run page on an empty runs folder; launching records the CLI arguments."""
-    launched: list[list[str]] = []
+    launched: list[dict] = []
 
-    def fake_launch(root: Path, name: str, args: list[str]) -> int:
-        launched.append(args)
+    def fake_launch(root: Path, name: str, settings: dict) -> int:
+        launched.append(settings)
         return 4242
 
     monkeypatch.setenv("CAHP_RUNS_DIR", str(tmp_path))
@@ -268,8 +268,9 @@ def test_run_page_launches_with_an_identified_label_column(run_page):
     _launch(at)
     assert not at.exception and not at.error, [e.value for e in at.error]
     folder = upload_folder(root, "my-run") / "splits"
-    assert len(launched) == 1 and str(folder) in launched[0]
-    assert (folder / "train.jsonl").is_file() and "--label-column" in launched[0]
+    assert len(launched) == 1 and launched[0]["data_dir"] == str(folder)
+    assert (folder / "train.jsonl").is_file() and launched[0]["label_column"] == "label"
+    assert launched[0]["text_columns"] == ["text"] and launched[0]["task"] == "custom"
 
 
 def test_run_page_shows_a_bad_file_at_once(run_page):
