@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from cahp_studio.dashboard.state import finished_runs
+from cahp_studio.dashboard.state import Key, finished_runs
 from cahp_studio.dashboard.theme import PRESENTATION_CSS
 
 # the repository, or site-packages/cahp_studio: pages/ and assets/ sit beside dashboard/ in both
@@ -20,7 +20,7 @@ st.set_page_config(
     page_title="CAHP Studio",
     page_icon="✂️",
     layout="wide",
-    initial_sidebar_state="collapsed" if st.session_state.get("presentation") else "auto",
+    initial_sidebar_state="collapsed" if st.session_state.get(Key.PRESENTATION) else "auto",
 )
 
 navigation = st.navigation(
@@ -59,29 +59,29 @@ with st.sidebar:
     st.markdown("### CAHP Studio")
     options = list(finished_runs())
     if options:
-        if st.session_state.get("run_label") not in options:  # new session or deleted run
-            st.session_state["run_label"] = options[0]
+        if st.session_state.get(Key.RUN_LABEL) not in options:  # new session or deleted run
+            st.session_state[Key.RUN_LABEL] = options[0]
         st.selectbox(
             "Run",
             options,
-            key="run_label",
+            key=Key.RUN_LABEL,
             help="The embedded example, or any finished run in the runs folder.",
         )
     else:
         st.caption("No finished run yet: start one on the Run page.")
     presentation = st.toggle(
-        "Presentation mode", key="presentation", help="Larger text and charts, less chrome."
+        "Presentation mode", key=Key.PRESENTATION, help="Larger text and charts, less chrome."
     )
 
 if presentation:
     st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
-    if not st.session_state.get("presented"):  # just switched on: let the browser apply the
+    if not st.session_state.get(Key.PRESENTED):  # just switched on: let the browser apply the
         # larger sizes before the page's tables, whose canvas reads its font size once, are
         # drawn (without the pause they stay at 14 px: tests/test_browser_presentation.py)
         time.sleep(0.3)
-    st.session_state["presented"] = True
+    st.session_state[Key.PRESENTED] = True
     with st.container():  # a fresh subtree: every table is drawn again, at the larger size
         navigation.run()
 else:
-    st.session_state["presented"] = False
+    st.session_state[Key.PRESENTED] = False
     navigation.run()

@@ -33,6 +33,44 @@ DEFAULT_RUN = ROOT / "assets" / "default_run"
 DEFAULT_LABEL = "Example: minilm-l6 · SST-5"
 
 
+class Key:
+    """Every session-state key of the dashboard, defined once (app.py and the pages use
+    these). Plain keys hold one value per session; ``Key.of_run(Key.DEGREE, view)`` is a
+    key of one run's own state (``name::RUN``), so each run keeps its degree, knee curve and
+    rule."""
+
+    RUN_LABEL = "run_label"  # the sidebar's run picker: the run every page shows
+    PRESENTATION = "presentation"  # the sidebar's presentation-mode toggle
+    PRESENTED = "presented"  # presentation mode already applied (app.py reruns once)
+    WATCH_RUN = "watch_run"  # the run whose progress the Run page follows
+    RUN_PAGE_MESSAGE = "run_page_message"  # (kind, text) the Run page shows once
+    REFRESHED = "refreshed"  # the finished run the sidebar was last refreshed for
+    MANAGE_RUN = "manage_run"  # the Run page's picker of a run to open, stop or delete
+    EXPORT_MESSAGE = "export_message"  # (kind, text) the Export page shows once
+    EXPORT_SEEN = "export_seen"  # the export folder the Export page's downloads follow
+    KNEE_EXPORT = "knee_export"  # the Knee page's re-export button
+    COMPARE_RUN_B = "compare_run_b"  # the Compare page's second run
+    COMPARE_MODE = "compare_mode"  # the Compare page's mode
+    BENCHMARK_METRIC = "benchmark_metric"  # the Proximity page's benchmark measure
+    PROXIMITY_RAW_GRADIENT = "proximity_raw_gradient"  # the Proximity page's raw-gradient switch
+    RETRAINING_FREE_METRIC = "retraining_free_metric"  # the Proximity page's masked view
+    # per-run state and widgets: with of_run
+    DEGREE = "degree"  # the degree chosen on the Knee page
+    KNEE_CURVE = "knee_curve"  # the knee curve chosen on the Knee page
+    RULE = "rule"  # the selection rule chosen on the Knee page (rule_settings)
+    DEGREE_SLIDER = "degree_slider"  # the Knee page's slider (+ "::top": one per range)
+    KNEE_CURVE_CONTROL = "knee_curve_control"  # the Knee page's quality/performance switch
+    RULE_SELECT = "rule_select"  # the Knee page's rule picker
+    LAYER_MAP = "layer_map"  # the Clusters page's clickable layer map
+    HEAD_PICK_GRAPH = "head_pick::graph"  # the Head graph page's head picker
+    HEAD_PICK_CLUSTERS = "head_pick::clusters"  # the Clusters page's head picker
+
+    @staticmethod
+    def of_run(name: str, view: RunView) -> str:
+        """``name``'s key for ``view``'s run (a rule parameter's own name works too)."""
+        return f"{name}::{view.path}"
+
+
 def runs_root() -> Path:
     """Folder of the user's runs (``CAHP_RUNS_DIR`` or ``./runs``)."""
     return Path(os.environ.get("CAHP_RUNS_DIR", "runs")).resolve()
@@ -66,7 +104,7 @@ def load_view(path: Path) -> RunView:
 
 def current_run_path() -> Path | None:
     options = finished_runs()
-    chosen = st.session_state.get("run_label")
+    chosen = st.session_state.get(Key.RUN_LABEL)
     if chosen in options:
         return options[chosen]
     return next(iter(options.values()), None)
@@ -102,7 +140,7 @@ def _default_curve(view: RunView) -> str:
 def current_knee_curve(view: RunView) -> str:
     """The knee curve chosen on the Knee page in this session ("quality" or "performance";
     default: the run's own, "quality" where the run has no task curve)."""
-    key = f"knee_curve::{view.path}"
+    key = Key.of_run(Key.KNEE_CURVE, view)
     curve = st.session_state.get(key)
     if curve not in CURVE_LABELS or (curve == "performance" and not has_task_curve(view)):
         curve = st.session_state[key] = _default_curve(view)
@@ -110,7 +148,7 @@ def current_knee_curve(view: RunView) -> str:
 
 
 def set_knee_curve(view: RunView, knee_curve: str) -> None:
-    st.session_state[f"knee_curve::{view.path}"] = str(knee_curve)
+    st.session_state[Key.of_run(Key.KNEE_CURVE, view)] = str(knee_curve)
 
 
 def max_degree(view: RunView, knee_curve: str) -> int:
@@ -127,20 +165,20 @@ def current_degree(view: RunView, knee_curve: str | None = None) -> int:
     """The degree chosen on the Knee page in this session (default: the run's own), clamped
     to 2..max_degree of the session's knee curve."""
     knee_curve = knee_curve or current_knee_curve(view)
-    key = f"degree::{view.path}"
+    key = Key.of_run(Key.DEGREE, view)
     if key not in st.session_state:
         st.session_state[key] = int(view.selection.get("degree", view.config.degree))
     return int(min(max(int(st.session_state[key]), MIN_DEGREE), max_degree(view, knee_curve)))
 
 
 def set_degree(view: RunView, degree: int) -> None:
-    st.session_state[f"degree::{view.path}"] = int(degree)
+    st.session_state[Key.of_run(Key.DEGREE, view)] = int(degree)
 
 
 def current_rule(view: RunView) -> tuple:
     """The selection rule chosen on the Knee page in this session (``rule_settings``;
     default: the run's own rule and parameter)."""
-    key = f"rule::{view.path}"
+    key = Key.of_run(Key.RULE, view)
     if key not in st.session_state:
         config = view.config
         parameter = RULE_PARAMETER.get(config.rule)
@@ -150,7 +188,7 @@ def current_rule(view: RunView) -> tuple:
 
 
 def set_rule(view: RunView, rule: tuple) -> None:
-    st.session_state[f"rule::{view.path}"] = tuple(rule)
+    st.session_state[Key.of_run(Key.RULE, view)] = tuple(rule)
 
 
 def current_selection(view: RunView) -> tuple[int, str, DegreeView]:
@@ -172,7 +210,7 @@ def selection_or_stop(view: RunView, degree: int, knee_curve: str, rule: tuple =
 
 def presenting() -> bool:
     """Is this session in presentation mode (sidebar toggle)?"""
-    return bool(st.session_state.get("presentation"))
+    return bool(st.session_state.get(Key.PRESENTATION))
 
 
 def chart(fig, container=None, **kwargs) -> None:

@@ -11,7 +11,7 @@ from cahp_studio.dashboard import figures
 from cahp_studio.dashboard.head_details import clicked_head, head_picker, render_head_details
 from cahp_studio.dashboard.premise import premise_panel
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, rule_text
-from cahp_studio.dashboard.state import chart, current_selection, current_view, presenting
+from cahp_studio.dashboard.state import Key, chart, current_selection, current_view, presenting
 from cahp_studio.dashboard.theme import present
 
 
@@ -54,9 +54,9 @@ if view is not None:
         width="stretch",
         on_select="rerun",
         selection_mode="points",
-        key=f"layer_map::{view.path}",
+        key=Key.of_run(Key.LAYER_MAP, view),
     )
-    pick_key = f"head_pick::clusters::{view.path}"
+    pick_key = Key.of_run(Key.HEAD_PICK_CLUSTERS, view)
     clicked = clicked_head(event, view.shape[1])
     if clicked is not None and st.session_state.get(f"{pick_key}::clicked") != clicked:
         st.session_state[f"{pick_key}::clicked"] = clicked  # a new click picks the head

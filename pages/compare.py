@@ -20,6 +20,7 @@ from cahp_studio.dashboard.compare import (
 )
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, MIN_DEGREE, has_task_curve
 from cahp_studio.dashboard.state import (
+    Key,
     chart,
     current_knee_curve,
     current_rule,
@@ -86,7 +87,7 @@ def two_runs(view: RunView, label: str) -> tuple[Side, Side] | None:
     if not others:
         st.info("Only one finished run: start another on the Run page to compare two runs.")
         return None
-    other = st.selectbox("Run B", others, key="compare_run_b", help="Any finished run.")
+    other = st.selectbox("Run B", others, key=Key.COMPARE_RUN_B, help="Any finished run.")
     view_b = load_view(runs[other])
     _, _, chosen_b = current_selection(view_b)
     return (
@@ -157,7 +158,7 @@ if view is not None:
         format_func=MODES.get,
         default="degrees",
         required=True,
-        key="compare_mode",
+        key=Key.COMPARE_MODE,
         help="A is always the selection the Knee page shows unless you pick otherwise.",
     )
     if mode == "degrees":

@@ -23,25 +23,25 @@ from cahp_studio.dashboard.report import (
     zip_folder,
 )
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, DegreeView, rule_flags, rule_text
-from cahp_studio.dashboard.state import current_selection, current_view, runs_root
+from cahp_studio.dashboard.state import Key, current_selection, current_view, runs_root
 
 
 def launch(view: RunView, chosen: DegreeView, onnx: bool, int8: bool) -> None:
     """Callback: start the export in the background (it survives this tab)."""
     try:
         out = start_export(runs_root(), view, chosen, onnx, int8)
-        st.session_state["export_message"] = ("success", f"Export started: it writes `{out}`.")
+        st.session_state[Key.EXPORT_MESSAGE] = ("success", f"Export started: it writes `{out}`.")
     except (CAHPError, OSError) as exc:  # already running, no disk space, no permission
-        st.session_state["export_message"] = ("error", str(exc))
+        st.session_state[Key.EXPORT_MESSAGE] = ("error", str(exc))
 
 
 def cancel(name: str) -> None:
     """Callback: stop the running export; its staging folder is removed, nothing is written."""
     try:
         stop_job(runs_root(), name, "export")
-        st.session_state["export_message"] = ("warning", "Export cancelled; nothing was written.")
+        st.session_state[Key.EXPORT_MESSAGE] = ("warning", "Export cancelled; nothing was written.")
     except (CAHPError, OSError) as exc:
-        st.session_state["export_message"] = ("error", str(exc))
+        st.session_state[Key.EXPORT_MESSAGE] = ("error", str(exc))
 
 
 def finished_text(out: Path) -> str:
@@ -88,8 +88,8 @@ def export_progress(view: RunView, chosen: DegreeView) -> None:
                     "That export is of another selection than this page now shows; export "
                     "again to write this one."
                 )
-        if st.session_state.get("export_seen") != str(out):  # the downloads below follow it
-            st.session_state["export_seen"] = str(out)
+        if st.session_state.get(Key.EXPORT_SEEN) != str(out):  # the downloads below follow it
+            st.session_state[Key.EXPORT_SEEN] = str(out)
             st.rerun(scope="app")
 
 
@@ -188,7 +188,7 @@ if view is not None:
         on_click=launch,
         args=(view, chosen, onnx, onnx and int8),
     )
-    message = st.session_state.pop("export_message", None)
+    message = st.session_state.pop(Key.EXPORT_MESSAGE, None)
     if message:
         getattr(st, message[0])(message[1])
     export_progress(view, chosen)

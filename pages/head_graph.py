@@ -15,7 +15,7 @@ from cahp_studio.dashboard.graph_view import (
 )
 from cahp_studio.dashboard.head_details import head_picker, render_head_details
 from cahp_studio.dashboard.selection_view import CURVE_NAMES
-from cahp_studio.dashboard.state import chart, current_selection, current_view
+from cahp_studio.dashboard.state import Key, chart, current_selection, current_view
 
 
 @st.cache_data(show_spinner="Building the head graph…")
@@ -75,6 +75,6 @@ if view is not None:
             )
         )
     st.caption(counts.caption())
-    picked_head = head_picker(chosen.labels, chosen.keep, key=f"head_pick::graph::{view.path}")
+    picked_head = head_picker(chosen.labels, chosen.keep, key=Key.of_run(Key.HEAD_PICK_GRAPH, view))
     if picked_head is not None:
         render_head_details(view, chosen, *picked_head)

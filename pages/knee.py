@@ -24,6 +24,7 @@ from cahp_studio.dashboard.selection_view import (
 )
 from cahp_studio.dashboard.state import (
     ROOT,
+    Key,
     chart,
     current_degree,
     current_knee_curve,
@@ -106,7 +107,7 @@ def rule_control(view) -> tuple:
         list(RULE_LABELS),
         index=list(RULE_LABELS).index(current["rule"]),
         format_func=RULE_LABELS.get,
-        key=f"rule_select::{view.path}",
+        key=Key.of_run(Key.RULE_SELECT, view),
         help="The knee decides how many heads; the rule decides which. "
         + " ".join(f"{RULE_LABELS[r]}: {h}" for r, h in RULE_HELP.items()),
     )
@@ -120,7 +121,7 @@ def rule_control(view) -> tuple:
             top,
             float(current.get(parameter, getattr(view.config, parameter))),
             step,
-            key=f"{parameter}::{view.path}",
+            key=Key.of_run(parameter, view),
             help=help_text,
         )
     rule = rule_settings(name, value)
@@ -139,7 +140,7 @@ if view is not None:
         default=current_knee_curve(view),
         required=True,
         disabled=not measured,
-        key=f"knee_curve_control::{view.path}",
+        key=Key.of_run(Key.KNEE_CURVE_CONTROL, view),
         help="Quality: the clustering-quality curve (the paper). Performance: the run's "
         "measured masked accuracy at each k.",
     )
@@ -150,7 +151,7 @@ if view is not None:
         min_value=MIN_DEGREE,
         max_value=top,
         value=current_degree(view, knee_curve),
-        key=f"degree_slider::{view.path}::{top}",
+        key=f"{Key.of_run(Key.DEGREE_SLIDER, view)}::{top}",
         help="Degree 1 is a straight line, which has no knee.",
     )
     set_degree(view, degree)
@@ -199,10 +200,13 @@ if view is not None:
         ),
     )
     left, right = st.columns([1, 3], vertical_alignment="center")
-    if left.button(f"Re-export at degree {degree}", key="knee_export", type="primary"):
+    if left.button(f"Re-export at degree {degree}", key=Key.KNEE_EXPORT, type="primary"):
         try:
             out = start_export(runs_root(), view, chosen, onnx=True, int8=True)
-            st.session_state["export_message"] = ("success", f"Export started: it writes `{out}`.")
+            st.session_state[Key.EXPORT_MESSAGE] = (
+                "success",
+                f"Export started: it writes `{out}`.",
+            )
             st.switch_page(ROOT / "pages" / "export.py")
         except (CAHPError, OSError) as exc:
             right.error(str(exc))

@@ -34,7 +34,7 @@ from cahp_studio.dashboard.figures import (
 )
 from cahp_studio.dashboard.report import quality_summary
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, method_maps
-from cahp_studio.dashboard.state import chart, current_selection, current_view
+from cahp_studio.dashboard.state import Key, chart, current_selection, current_view
 from cahp_studio.dashboard.theme import DEPTH_LABELS, METHOD_LABELS
 
 PROSE_NAMES = {  # each method as named in the verdict sentence
@@ -138,7 +138,7 @@ def show_benchmarks(path: Path) -> None:
         format_func=lambda m: BENCHMARK_METRICS[m].split(" (")[0].capitalize(),
         default=measures[0],
         required=True,
-        key="benchmark_metric",
+        key=Key.BENCHMARK_METRIC,
     )
     present = [m for m in BENCHMARK_METHODS if m in set(part["method"])]
     methods = st.multiselect(
@@ -186,7 +186,7 @@ if view is not None:
     seed = seed_column.number_input("Random baseline seed", min_value=0, value=0, step=1)
     raw_gradient = raw_column.toggle(
         "Also gradient without per-layer normalisation",
-        key="proximity_raw_gradient",
+        key=Key.PROXIMITY_RAW_GRADIENT,
         help="Michel et al. divide each layer's importances by their L2 norm, which evens the "
         "layers out; the raw global ranking is the form whose proximity bias the paper describes.",
     )
@@ -234,7 +234,7 @@ if view is not None:
             }[m],
             default="accuracy",
             required=True,
-            key="retraining_free_metric",
+            key=Key.RETRAINING_FREE_METRIC,
         )
         chart(figures.task_curve_figure(view.task_curve, budget, metric))
         st.caption(

@@ -24,27 +24,27 @@ from cahp_studio.dashboard.inputs import (
 )
 from cahp_studio.dashboard.job_view import show_job
 from cahp_studio.dashboard.jobs import forget_job, job_status, launch_run, stop_run
-from cahp_studio.dashboard.state import finished_runs, runs_root
+from cahp_studio.dashboard.state import Key, finished_runs, runs_root
 
 TASKS = {"SST-5 (bundled)": "sst5", "MNLI": "mnli", "Upload a CSV/JSONL file": "custom"}
 
 
 def _say(kind: str, text: str) -> None:
     """A message shown once at the top of the next run of this page (set from callbacks)."""
-    st.session_state["run_page_message"] = (kind, text)
+    st.session_state[Key.RUN_PAGE_MESSAGE] = (kind, text)
 
 
 def open_run(name: str) -> None:
     """Callback: make ``name`` the run every page shows (before the sidebar picker is drawn)."""
     if name in finished_runs():
-        st.session_state["run_label"] = name
+        st.session_state[Key.RUN_LABEL] = name
         _say("success", f"Opened {name}: every page now shows it.")
     else:
         _say("error", f"run {name} has not finished yet; open it once it has")
 
 
 def follow(name: str) -> None:
-    st.session_state["watch_run"] = name
+    st.session_state[Key.WATCH_RUN] = name
 
 
 def stop(name: str) -> None:
@@ -64,8 +64,8 @@ def remove(name: str) -> None:
         delete_run(root, name)
         forget_job(root, name)
         remove_upload(root, name)
-        if st.session_state.get("watch_run") == name:
-            del st.session_state["watch_run"]
+        if st.session_state.get(Key.WATCH_RUN) == name:
+            del st.session_state[Key.WATCH_RUN]
         _say("success", f"Deleted {name}")
     except (CAHPError, OSError) as exc:
         _say("error", str(exc))
@@ -73,7 +73,7 @@ def remove(name: str) -> None:
 
 def on_picked(action) -> None:
     """Callback: apply ``action`` to the run picked now (not the one when the button was drawn)."""
-    name = st.session_state.get("manage_run")
+    name = st.session_state.get(Key.MANAGE_RUN)
     if name:
         action(name)
 
@@ -141,7 +141,7 @@ def launch(task: str, form: dict, inputs: dict) -> None:
         raise CAHPError(f"run {name} already exists and is finished; pick another name")
     warning = check_model(form["model"])
     pid = launch_run(root, name, run_settings(task, form, inputs, root, name))
-    st.session_state["watch_run"] = name
+    st.session_state[Key.WATCH_RUN] = name
     if warning:
         st.warning(warning)
     resumed = " (resuming the unfinished run of that name)" if run_dir.exists() else ""
@@ -165,8 +165,8 @@ def watch(name: str) -> None:
             "Open it", on_click=open_run, args=(name,), key=f"open::{name}", type="primary"
         ):
             st.rerun(scope="app")  # a fragment's button reruns only the fragment
-        if st.session_state.get("refreshed") != name:  # let the sidebar list the new run
-            st.session_state["refreshed"] = name
+        if st.session_state.get(Key.REFRESHED) != name:  # let the sidebar list the new run
+            st.session_state[Key.REFRESHED] = name
             st.rerun(scope="app")
 
 
@@ -212,7 +212,7 @@ st.caption(
     f"Runs are saved in `{root}` (set `CAHP_RUNS_DIR` to change it). A run works in a background "
     "process: keep exploring the other pages meanwhile."
 )
-message = st.session_state.pop("run_page_message", None)
+message = st.session_state.pop(Key.RUN_PAGE_MESSAGE, None)
 if message:
     getattr(st, message[0])(message[1])
 
@@ -279,8 +279,8 @@ if submitted:
     except (CAHPError, OSError) as exc:  # bad input, or the runs folder cannot be written
         st.error(str(exc))
 
-if st.session_state.get("watch_run"):
-    watch(st.session_state["watch_run"])
+if st.session_state.get(Key.WATCH_RUN):
+    watch(st.session_state[Key.WATCH_RUN])
 
 st.subheader("Runs")
 runs = list_runs(root)
@@ -292,7 +292,7 @@ if not runs:
 else:
     st.dataframe(runs_table(runs), hide_index=True, width="stretch")
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
-    target = c1.selectbox("Run", [r["name"] for r in runs], key="manage_run")
+    target = c1.selectbox("Run", [r["name"] for r in runs], key=Key.MANAGE_RUN)
     c2.button("Open", on_click=on_picked, args=(open_run,), width="stretch")
     c3.button("Follow", on_click=on_picked, args=(follow,), width="stretch")
     with c4.popover("Delete", width="stretch"):
