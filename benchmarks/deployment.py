@@ -131,17 +131,12 @@ def knee_selection(protocol: str):
     pipeline does (its clustering stage cached in the run folder)."""
     from quality import prepare
 
-    from cahp_core.pipeline import clustering_stage, task_curve_stage
     from cahp_core.run_selection import fit_selector
 
     ctx, salience, _, distances = prepare(TASK, protocol, False, "cpu")
     with ctx.run.lock(timeout=600):
-        clusterings = clustering_stage(ctx, distances["jm"])
-        curve = (
-            task_curve_stage(ctx, clusterings, salience)
-            if ctx.config.knee_curve == "performance"
-            else None
-        )
+        clusterings = ctx.result("clustering")
+        curve = ctx.result("task_curve") if ctx.config.knee_curve == "performance" else None
     selector = fit_selector(
         ctx.config, clusterings, salience, task_curve=curve, distance=distances["jm"].distance
     )
@@ -151,7 +146,7 @@ def knee_selection(protocol: str):
 def cached_pruned(ctx, selector, folder: Path) -> LoadedModel:
     """The pruned, once fine-tuned model of the knee selection (fine-tuned only if the cache
     holds no model of these heads from this run's fine-tuned model)."""
-    from cahp_core.pipeline import export_selection
+    from cahp_core.exporting import export_selection
 
     keep = selector.support_
     key = {"run": ctx.run.root.name, "full_model": ctx.run.stages["finetune"]["artefacts"]}

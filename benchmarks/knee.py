@@ -48,9 +48,9 @@ from quality import SETTINGS, SMOKE, eval_features, prepare
 from cahp_core.atomic import load_npz, write_npz_atomic
 from cahp_core.clustering import ClusteringResult, cluster_heads
 from cahp_core.errors import CAHPError
-from cahp_core.pipeline import clustering_options, curve_grid
 from cahp_core.run_selection import make_selector
 from cahp_core.selection import complementary_selection, consensus_index, performance_points
+from cahp_core.stages import clustering_options, curve_grid
 from cahp_core.training import evaluate
 
 SEEDS = (0, 1, 2, 3, 4)

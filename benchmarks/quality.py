@@ -58,18 +58,12 @@ from cahp_core.clustering import cluster_heads
 from cahp_core.config import RunConfig
 from cahp_core.data import subset, tokenize_records
 from cahp_core.distances import head_distances
-from cahp_core.pipeline import (
-    clustering_options,
-    distances_stage,
-    ensure_finetuned,
-    open_context,
-    prune_finetune,
-    salience_stage,
-    signatures_stage,
-)
+from cahp_core.exporting import prune_finetune
+from cahp_core.pipeline import open_context
 from cahp_core.proximity import depth_stats
 from cahp_core.run_selection import make_selector
 from cahp_core.signatures import HeadSignatures
+from cahp_core.stages import clustering_options
 from cahp_core.training import evaluate, predict_logits
 
 PROTOCOLS = ("cpu", "paper")
@@ -164,10 +158,9 @@ def prepare(task: str, protocol: str, smoke: bool, device: str):
     with open_context(
         work_dir() / run_name(task, protocol, smoke), config, timeout=24 * 3600
     ) as ctx:
-        ensure_finetuned(ctx)
-        salience = salience_stage(ctx)
-        signatures = signatures_stage(ctx)
-        distances = {"jm": distances_stage(ctx, signatures)}
+        salience = ctx.result("salience")
+        signatures = ctx.result("signatures")
+        distances = {"jm": ctx.result("distances")}
     return ctx, salience, signatures, distances
 
 

@@ -16,9 +16,9 @@ import plotly.graph_objects as go
 from common import RESULTS, ROOT
 
 from cahp_core.atomic import write_text_atomic
+from cahp_core.benchmark_results import benchmark_frame  # as the dashboard reads them
+from cahp_core.palette import METHOD_COLORS  # one colour per method, as in the dashboard
 from cahp_core.selection import spread
-from cahp_studio.dashboard.benchmark_results import benchmark_frame  # as the dashboard reads them
-from cahp_studio.dashboard.theme import METHOD_COLORS  # one colour per method, as in the dashboard
 
 DOCS = ROOT / "docs"
 FIGURES = DOCS / "figures"

@@ -44,10 +44,10 @@ class ProgressPrinter:
         runs_root: str | Path | None = None,
         preset: str | None = None,
     ):
-        from .pipeline import STAGES
         from .progress import ProgressTracker, measured_history, stage_weights
+        from .stages import STAGE_NAMES
 
-        stages = tuple(stages or STAGES)
+        stages = tuple(stages or STAGE_NAMES)
         history = measured_history(runs_root, preset) if runs_root else []
         self.tracker = ProgressTracker(stages, stage_weights(stages, history))
         self.history_runs = len(history)  # 0: the default stage-cost table
@@ -188,39 +188,21 @@ def _load_task(args, max_train=None, max_eval=None, seed: int = 42):
 
 def cmd_finetune(args) -> int:
     from .atomic import write_json_atomic
-    from .data import tokenize_records
-    from .models import count_parameters, load_model, save_model_folder
-    from .training import FinetuneConfig, evaluate, finetune
+    from .models import save_model_folder
+    from .training import FinetuneConfig, finetune_pretrained
 
     task = _load_task(args, args.max_train, args.max_eval, args.seed)
-    from transformers import set_seed
-
-    set_seed(args.seed)  # seeds the new classifier's initialisation too
-    loaded = load_model(
+    loaded, report = finetune_pretrained(
         args.model,
-        task.spec.num_labels,
+        task,
+        FinetuneConfig(args.epochs, args.lr, args.batch_size, seed=args.seed),
+        max_length=args.max_length,
         device=args.device,
         trust_remote_code=args.trust_remote_code,
-    )
-    tokenize = lambda split: tokenize_records(  # noqa: E731
-        task.splits[split], loaded.tokenizer, task.spec, args.max_length
-    )
-    config = FinetuneConfig(args.epochs, args.lr, args.batch_size, seed=args.seed)
-    stats = finetune(
-        loaded.model, loaded.tokenizer, tokenize(task.spec.train_split), config, device=args.device
-    )
-    metrics = evaluate(
-        loaded.model, loaded.tokenizer, tokenize(task.spec.eval_split), show_progress=True
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_model_folder(loaded, out)
-    report = {
-        **metrics,
-        "split": task.spec.eval_split,
-        "params": count_parameters(loaded.model),
-        "train": stats,
-    }
     write_json_atomic(out / "finetune.json", report)
     print(json.dumps({k: report[k] for k in ("accuracy", "macro_f1", "n", "split")}))
     return 0
@@ -264,11 +246,13 @@ def cmd_evaluate(args) -> int:
 def cmd_prune(args) -> int:
     import copy
 
+    from .atomic import write_json_atomic
     from .heads import head_layout
     from .model_card import write_model_card
     from .models import LoadedModel, count_parameters, load_model, num_labels_of
     from .onnx_export import ONNX_FILE, export_onnx_report
     from .pruning import remove_heads, save_pruned
+    from .run_format import EXPORT_INFO
     from .specs import parse_head_spec, removed_to_keep
 
     source = Path(args.model_dir)
@@ -294,7 +278,9 @@ def cmd_prune(args) -> int:
             report = export_onnx_report(
                 pruned.model, pruned.tokenizer, folder / ONNX_FILE, quantize=args.quantize
             )
-            write_model_card(folder, {**head_map, "onnx": report.to_dict()})
+            head_map["cahp"]["onnx"] = report.to_dict()
+            write_json_atomic(folder / EXPORT_INFO, head_map["cahp"])
+            write_model_card(folder, head_map)
 
     out = save_pruned(pruned, keep, args.out, extra=extra, complete=add_onnx)
     after = count_parameters(pruned.model)
@@ -424,7 +410,8 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .pipeline import EXPORT_STAGES, export_with_degree
+    from .pipeline import export_with_degree
+    from .stages import EXPORT_STAGES
 
     def announce(record: dict) -> None:
         fallback = " (fallback: " + record["knee_reason"] + ")" if record["knee_fallback"] else ""
@@ -479,11 +466,11 @@ def cmd_export(args) -> int:
 
 def cmd_baseline(args) -> int:
     from .baselines import gradient_selection, random_selection
-    from .pipeline import load_context, salience_stage
+    from .pipeline import load_context
 
     ctx = load_context(args.run, ProgressPrinter(stages=("finetune", "salience", "baseline")))
     with ctx.run.lock():
-        salience = salience_stage(ctx)  # read from the run folder when it is done
+        salience = ctx.result("salience")  # read from the run folder when it is done
         n_layers, n_heads = salience.raw.shape
         if args.method == "gradient":
             keep = gradient_selection(
@@ -495,7 +482,7 @@ def cmd_baseline(args) -> int:
                     f"--heads must be between 1 and {n_layers * n_heads}; got {args.heads}"
                 )
             keep = random_selection(n_layers, n_heads, args.heads, args.seed)
-        from .pipeline import export_selection
+        from .exporting import export_selection
 
         info = export_selection(
             ctx,

@@ -20,6 +20,7 @@ start t-SNE from classical MDS of the distances, the same geometry a PCA start g
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -27,6 +28,7 @@ import kmedoids
 import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from .choices import CLUSTERING_METHODS, QUALITY_METHODS, check_choice, is_whole
 from .config import earlier_version_error
@@ -182,7 +184,8 @@ def tsne_embedding(
                 f"head features must be finite with one row per head [{n}, F]; got shape "
                 f"{features.shape}. Recompute the distances stage."
             )
-        return TSNE(init=init, **common).fit_transform(features)  # [N, 2]
+        with one_openmp_thread():
+            return TSNE(init=init, **common).fit_transform(features)  # [N, 2]
     start = "random"
     if init == "pca":  # scikit-learn refuses a PCA start on a precomputed matrix
         start = classical_mds(distance)
@@ -190,7 +193,35 @@ def tsne_embedding(
     # a copy: scikit-learn's exact t-SNE squares a precomputed matrix in place (not Barnes-Hut,
     # but the caller's matrix must never depend on which method runs)
     tsne = TSNE(metric="precomputed", init=start, **common)
-    return tsne.fit_transform(distance.copy())  # [N, 2]
+    with one_openmp_thread():
+        return tsne.fit_transform(distance.copy())  # [N, 2]
+
+
+def one_openmp_thread():
+    """Run Barnes-Hut t-SNE's OpenMP loops on one thread. Its gradient sums in thread
+    order, so the embedding (and every knee after it) would otherwise depend on the core
+    count; and with torch's own OpenMP runtime in the same process, the threaded loop
+    sometimes never finished on a busy 2-core machine. Tens of heads: one thread is enough."""
+    return threadpool_limits(limits=1, user_api="openmp")
+
+
+def umap_embedding(distance: np.ndarray, seed: int = 42) -> np.ndarray:
+    """Seeded 2-D UMAP of the heads from their distance matrix ``[N, N]``: ``[N, 2]``.
+
+    Few heads (tens), so few neighbours; random init as spectral init needs more points.
+    """
+    import umap  # slow to import: only when a page asks for it
+
+    distance = check_distance_matrix(distance)  # [N, N]
+    reducer = umap.UMAP(
+        n_neighbors=min(10, len(distance) - 1),
+        metric="precomputed",
+        random_state=seed,
+        init="random",
+    )
+    with warnings.catch_warnings():  # "no inverse_transform", "n_jobs overridden": expected
+        warnings.simplefilter("ignore", UserWarning)
+        return reducer.fit_transform(distance)  # [N, 2]
 
 
 def _check_partition(labels: np.ndarray, medoids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """The model card of a pruned folder: a Hugging Face style ``README.md`` + ``heads_kept.svg``.
 
-Everything in the card comes from the folder's head map (``kept_heads.json``), its
-``config.json`` and file sizes measured on disk; a field that was not recorded is left out
+Everything in the card comes from the folder's kept-head map and export record
+(``pruning.card_head_map``), its ``config.json`` and file sizes measured on disk; a field that was not recorded is left out
 or says "not recorded", never guessed.
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 
 from .atomic import write_text_atomic
 from .errors import CAHPError
-from .run_format import KEPT_HEADS_FILE
 
 CARD_FILE = "README.md"
 FIGURE_FILE = "heads_kept.svg"
@@ -40,11 +39,11 @@ RULE_TEXT = {
 
 
 def _check_head_map(head_map: Any) -> list[list[int]]:
-    """The kept head indices per layer, after checking ``head_map`` is a kept_heads.json."""
+    """The kept head indices per layer, after checking ``head_map`` (``card_head_map``)."""
     if not isinstance(head_map, dict) or not all(k in head_map for k in ("n_heads", "kept")):
         raise CAHPError(
-            "a model card needs the head map written to kept_heads.json (with 'n_heads' and "
-            "'kept'); pass the folder's kept_heads.json or re-export the pruned model"
+            "a model card needs the kept-head map (with 'n_heads' and 'kept', as "
+            "pruning.card_head_map gives it); re-export the pruned model"
         )
     kept, n_heads = head_map["kept"], head_map["n_heads"]
     valid = (
@@ -58,7 +57,7 @@ def _check_head_map(head_map: Any) -> list[list[int]]:
     )
     if not valid or head_map.get("n_layers", len(kept)) != len(kept):
         raise CAHPError(
-            "kept_heads.json is corrupt: 'kept' must list, for each of 'n_layers' layers, head "
+            "the kept-head map is corrupt: 'kept' must list, for each of 'n_layers' layers, head "
             f"indices below 'n_heads'; re-export the pruned model (got n_heads={n_heads!r})"
         )
     return [sorted(row) for row in kept]
@@ -217,7 +216,7 @@ def _heads_section(kept: list[list[int]], n_heads: int) -> list[str]:
         lines.append(f"| {layer} | {len(row)} of {n_heads} | {indices} |")
     lines += [
         "",
-        "The same map is in `kept_heads.json` and in `config.json` (`cahp_kept_heads`).",
+        "The map is recorded in `config.json` (`cahp_kept_heads`) and re-applied on load.",
         "",
     ]
     return lines
@@ -469,7 +468,7 @@ def heads_figure(kept: list[list[int]], n_heads: int) -> str:
 
 
 def model_card(head_map: dict, folder: Path) -> str:
-    """The README.md text for the pruned ``folder`` whose kept_heads.json is ``head_map``."""
+    """The README.md text for the pruned ``folder`` whose head map is ``head_map``."""
     kept = _check_head_map(head_map)
     n_heads, folder = head_map["n_heads"], Path(folder)
     fields, config = _fields(head_map), _config(folder)
@@ -487,20 +486,12 @@ def model_card(head_map: dict, folder: Path) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_model_card(folder: Path, head_map: dict | None = None) -> Path:
+def write_model_card(folder: Path, head_map: dict) -> Path:
     """Write ``README.md`` and ``heads_kept.svg`` into ``folder`` (atomically; rerunning with
-    the same inputs rewrites the same files). ``head_map`` defaults to its kept_heads.json."""
+    the same inputs rewrites the same files) from its ``head_map`` (``card_head_map``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CAHPError(f"{folder} is not a folder; pass a pruned model folder")
-    if head_map is None:
-        path = folder / KEPT_HEADS_FILE
-        try:
-            head_map = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise CAHPError(
-                f"{path} is missing or corrupt ({exc}); re-export the pruned model"
-            ) from exc
     text = model_card(head_map, folder)
     write_text_atomic(
         folder / FIGURE_FILE, heads_figure(_check_head_map(head_map), head_map["n_heads"])

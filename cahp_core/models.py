@@ -20,8 +20,7 @@ from transformers.utils import logging as hf_logging
 from .errors import CAHPError
 from .heads import check_supported
 from .loaded_model import LoadedModel, pick_device  # noqa: F401 (pick_device: public here too)
-from .pruning import load_pruned  # pruned folders need their head map first
-from .run_format import KEPT_HEADS_FILE
+from .pruning import is_pruned_folder, load_pruned  # pruned folders need their head map first
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +87,10 @@ def load_model(
     """Load a BERT-family encoder with a sequence-classification head and its tokenizer.
 
     ``name_or_path`` is the alias ``minilm-l6`` (offline, shipped in a pip package), a local
-    folder (a pruned CAHP folder is recognised by its ``kept_heads.json``) or a hub id.
+    folder (a pruned CAHP folder is recognised by its kept-head map) or a hub id.
     """
     source = resolve_model_source(name_or_path)
-    if (Path(source) / KEPT_HEADS_FILE).is_file():
+    if is_pruned_folder(source):
         return load_pruned(source, device=device, attn_implementation=attn_implementation)
     config = _load_config(source, trust_remote_code)
     check_supported(config)

@@ -28,7 +28,7 @@ from .loaded_model import LoadedModel, pick_device
 from .model_card import write_model_card
 from .remote_code import MODELING_FILE
 from .remote_code import auto_map as remote_auto_map
-from .run_format import KEPT_HEADS_FILE
+from .run_format import EXPORT_INFO, KEPT_HEADS_KEY, LEGACY_KEPT_HEADS_FILE
 
 
 def _new_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
@@ -118,7 +118,7 @@ def remove_heads(model: nn.Module, keep: np.ndarray) -> nn.Module:
         kept = [int(h) for h in np.flatnonzero(keep[block.layer])]
         if len(kept) < block.n_heads:
             _prune_block(block, kept)
-    model.config.cahp_kept_heads = keep_as_lists(keep)
+    setattr(model.config, KEPT_HEADS_KEY, keep_as_lists(keep))
     return model
 
 
@@ -154,7 +154,7 @@ def _add_remote_code(folder: Path, keep: np.ndarray) -> None:
     config_path = folder / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["auto_map"] = remote_auto_map(str(config.get("model_type")))
-    config["cahp_kept_heads"] = keep_as_lists(keep)
+    config[KEPT_HEADS_KEY] = keep_as_lists(keep)  # the one record of the map
     write_json_atomic(config_path, config)
     shutil.copyfile(MODELING_FILE, folder / MODELING_FILE.name)
 
@@ -167,8 +167,10 @@ def save_pruned(
     *,
     complete: Callable[[Path, dict], None] | None = None,
 ) -> Path:
-    """Save a pruned model folder atomically: safetensors + config + tokenizer + kept_heads.json,
-    the modeling file that loads it with plain transformers, and a README.md model card.
+    """Save a pruned model folder atomically: safetensors, tokenizer, config.json (with the
+    kept-head map, its one record), the modeling file that loads it with plain transformers,
+    ``cahp_export.json`` (``extra``: what the export kept and measured) and a README.md model
+    card.
 
     ``complete(staging_folder, head_map)`` adds more files (ONNX graphs, ...) before the
     folder appears under its name: an interrupted save leaves no half-written folder."""
@@ -181,14 +183,8 @@ def save_pruned(
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
         _add_remote_code(tmp, keep)
-        head_map = {
-            "n_layers": int(keep.shape[0]),
-            "n_heads": int(keep.shape[1]),
-            "kept": keep_as_lists(keep),
-            "heads_kept": int(keep.sum()),
-            **(extra or {}),
-        }
-        write_json_atomic(tmp / KEPT_HEADS_FILE, head_map)
+        head_map = card_head_map(keep, extra)
+        write_json_atomic(tmp / EXPORT_INFO, head_map["cahp"])
         write_model_card(tmp, head_map)
         if complete is not None:
             complete(tmp, head_map)
@@ -199,15 +195,49 @@ def save_pruned(
     return out
 
 
-def read_keep(model_dir: str | os.PathLike) -> np.ndarray:
-    """The kept-head map stored in a pruned folder."""
-    path = Path(model_dir) / KEPT_HEADS_FILE
+def card_head_map(keep: np.ndarray, info: dict | None = None) -> dict:
+    """What a model card is written from: the kept-head map and the export's ``info``."""
+    return {
+        "n_layers": int(keep.shape[0]),
+        "n_heads": int(keep.shape[1]),
+        "kept": keep_as_lists(keep),
+        "heads_kept": int(keep.sum()),
+        "cahp": info if info is not None else {},
+    }
+
+
+def _read_json(path: Path) -> dict | None:
     try:
-        head_map = json.loads(path.read_text())
-        return keep_from_lists(head_map["kept"], int(head_map["n_heads"]))
-    except (OSError, ValueError, KeyError) as exc:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def is_pruned_folder(model_dir: str | os.PathLike) -> bool:
+    """Does ``model_dir`` hold a pruned model (a kept-head map in its config.json, or a
+    folder exported before the map moved there)?"""
+    folder = Path(model_dir)
+    config = _read_json(folder / "config.json") or {}
+    return KEPT_HEADS_KEY in config or (folder / LEGACY_KEPT_HEADS_FILE).is_file()
+
+
+def read_keep(model_dir: str | os.PathLike) -> np.ndarray:
+    """The kept-head map ``[layers, heads]`` of a pruned folder (config.json's
+    ``cahp_kept_heads``; a separate file in folders exported before it moved there)."""
+    folder = Path(model_dir)
+    config = _read_json(folder / "config.json") or {}
+    try:
+        if KEPT_HEADS_KEY in config:
+            return keep_from_lists(config[KEPT_HEADS_KEY], int(config["num_attention_heads"]))
+        legacy = _read_json(folder / LEGACY_KEPT_HEADS_FILE)
+        if legacy is None:
+            raise ValueError(f"config.json has no {KEPT_HEADS_KEY!r}")
+        return keep_from_lists(legacy["kept"], int(legacy["n_heads"]))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise CAHPError(
-            f"{path} is missing or corrupt ({exc}); re-export the pruned model"
+            f"the kept-head map of {folder} is missing or corrupt ({exc}); re-export the "
+            "pruned model"
         ) from exc
 
 
@@ -237,7 +267,7 @@ def load_pruned(
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise CAHPError(
-            f"weights in {folder} do not match its kept_heads.json "
+            f"weights in {folder} do not match its kept-head map "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); re-export the pruned model"
         )
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -73,9 +73,11 @@ ARTEFACTS = (
 BUNDLE_FILES = tuple(a for a in ARTEFACTS if a.bundled)
 REQUIRED_FILES = tuple(a for a in ARTEFACTS if a.required)
 
-# inside a model folder (the run's model, its pruned export or any `cahp export --out`)
-KEPT_HEADS_FILE = "kept_heads.json"  # the kept-head map, re-applied on load
+# inside a pruned model folder (the run's export or any `cahp export / prune --out`); its
+# kept-head map is recorded once, as ``cahp_kept_heads`` in config.json, and re-applied on load
+KEPT_HEADS_KEY = "cahp_kept_heads"
 EXPORT_INFO = "cahp_export.json"  # what an export kept and measured
+LEGACY_KEPT_HEADS_FILE = "kept_heads.json"  # the map's second copy in folders before 0.1.0
 
 
 def read(folder: str | os.PathLike, artefact: Artefact, *, missing_ok: bool = False) -> Any:

@@ -19,12 +19,15 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    set_seed,
 )
 from transformers.utils import logging as hf_logging
 
+from .data import TaskData, tokenize_records
 from .errors import CAHPError
-from .loaded_model import pick_device
+from .loaded_model import LoadedModel, pick_device
 from .masking import head_gates, keep_to_gates
+from .models import count_parameters, load_model
 
 log = logging.getLogger(__name__)
 
@@ -273,3 +276,48 @@ def evaluate(
 def quiet_transformers() -> None:
     """Silence transformers' info chatter (keeps warnings that matter)."""
     hf_logging.set_verbosity_error()
+
+
+# share of a fine-tuning step's progress that training fills (evaluation, saving and the ONNX
+# export share the rest), so a stage's fraction never moves backwards
+FINETUNE_SHARE = 0.85
+
+
+def finetune_pretrained(
+    model: str,
+    task: TaskData,
+    config: FinetuneConfig,
+    *,
+    max_length: int,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    progress: ProgressCallback | None = None,
+) -> tuple[LoadedModel, dict]:
+    """Load ``model`` with a new classifier head for ``task`` (initialised from
+    ``config.seed``), fine-tune it on the task's training split and evaluate it on its
+    evaluation split: what ``cahp run`` and ``cahp finetune`` both do first.
+
+    Returns the model and its report: ``accuracy``, ``macro_f1``, ``n``, ``split``,
+    ``params`` and ``train`` (the training statistics)."""
+    set_seed(config.seed)  # before loading: the new classifier's initialisation is seeded too
+    loaded = load_model(
+        model, task.spec.num_labels, device=device, trust_remote_code=trust_remote_code
+    )
+
+    def tokenized(split: str) -> list[dict]:
+        return tokenize_records(task.splits[split], loaded.tokenizer, task.spec, max_length)
+
+    stats = finetune(
+        loaded.model,
+        loaded.tokenizer,
+        tokenized(task.spec.train_split),
+        config,
+        device=device,
+        progress=(lambda f, m: progress(FINETUNE_SHARE * f, m)) if progress else None,
+    )
+    if progress:
+        progress(FINETUNE_SHARE, "evaluating the fine-tuned model")
+    features = tokenized(task.spec.eval_split)
+    metrics = evaluate(loaded.model, loaded.tokenizer, features, show_progress=progress is None)
+    info = {"split": task.spec.eval_split, "params": count_parameters(loaded.model), "train": stats}
+    return loaded, {**metrics, **info}

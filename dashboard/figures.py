@@ -10,8 +10,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cahp_core.knee import KneeResult
+from cahp_core.palette import KEPT_COLOR, METHOD_COLORS
 
-from .theme import KEPT_COLOR, METHOD_COLORS, METHOD_LABELS, cluster_color, text_color
+from .theme import METHOD_LABELS, cluster_color, text_color
 
 
 def smooth_fit(knee: KneeResult, n: int = 200) -> tuple[np.ndarray, np.ndarray]:

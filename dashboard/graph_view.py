@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 from pyvis.network import Network
 
-from .theme import KEPT_COLOR, cluster_color, text_color
+from cahp_core.palette import KEPT_COLOR
+
+from .theme import cluster_color, text_color
 
 # pyvis' template links Bootstrap from a CDN even in "in_line" mode; the graph does not need it.
 _REMOTE_TAG = re.compile(

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from cahp_core.atomic import write_json_atomic
 from cahp_core.errors import CAHPError
-from cahp_core.pipeline import EXPORT_STAGES, STAGES
 from cahp_core.progress import eta_seconds
 from cahp_core.run_format import EXPORT_INFO, SUMMARY
+from cahp_core.stages import EXPORT_STAGES, STAGE_NAMES
 
 JOBS = ".jobs"
 KINDS = {"run": (JOBS,), "export": (JOBS, "exports")}
-STAGES_OF = {"run": STAGES, "export": EXPORT_STAGES}
+STAGES_OF = {"run": STAGE_NAMES, "export": EXPORT_STAGES}
 CLI_MARKER = b"cahp_core.cli"
 
 

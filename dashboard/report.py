@@ -14,11 +14,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from cahp_core.benchmark_results import benchmark_frame
 from cahp_core.proximity import compare_depths
 from cahp_core.results import RunView
 
 from . import figures
-from .benchmark_results import benchmark_frame
 from .selection_view import CURVE_NAMES, QUALITY_LABELS, DegreeView, method_maps, rule_text
 from .theme import DEPTH_LABELS, METHOD_LABELS
 

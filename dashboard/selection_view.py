@@ -16,6 +16,7 @@ import streamlit as st
 
 from cahp_core.baselines import same_budget_maps
 from cahp_core.choices import KNEE_CURVES, RULE_PARAMETER
+from cahp_core.clustering import umap_embedding
 from cahp_core.errors import CAHPError
 from cahp_core.knee import KneeResult
 from cahp_core.results import RunView
@@ -210,6 +211,12 @@ def method_maps(
 ) -> dict[str, np.ndarray]:
     """CAHP's selection and the gradient / random baselines with the same number of heads."""
     return same_budget_maps(keep, view.salience.raw, seed, raw_gradient)
+
+
+@st.cache_data(show_spinner="Computing the UMAP embedding…")
+def cached_umap(distance: np.ndarray, seed: int = 42) -> np.ndarray:
+    """``umap_embedding`` of a run's distance matrix ``[N, N]``, cached per run: ``[N, 2]``."""
+    return umap_embedding(distance, seed)
 
 
 def nearest_curve_point(view: RunView, method: str, heads_kept: int) -> dict | None:

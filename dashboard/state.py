@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, overload
 
 import streamlit as st
 
@@ -55,10 +56,9 @@ class Key:
     PROXIMITY_RAW_GRADIENT = "proximity_raw_gradient"  # the Proximity page's raw-gradient switch
     RETRAINING_FREE_METRIC = "retraining_free_metric"  # the Proximity page's masked view
     # per-run state and widgets: with of_run
-    DEGREE = "degree"  # the degree chosen on the Knee page
+    DEGREE = "degree"  # the degree chosen on the Knee page: its slider's key (keep_degrees)
     KNEE_CURVE = "knee_curve"  # the knee curve chosen on the Knee page
     RULE = "rule"  # the selection rule chosen on the Knee page (rule_settings)
-    DEGREE_SLIDER = "degree_slider"  # the Knee page's slider (+ "::top": one per range)
     KNEE_CURVE_CONTROL = "knee_curve_control"  # the Knee page's quality/performance switch
     RULE_SELECT = "rule_select"  # the Knee page's rule picker
     LAYER_MAP = "layer_map"  # the Clusters page's clickable layer map
@@ -171,8 +171,21 @@ def current_degree(view: RunView, knee_curve: str | None = None) -> int:
     return int(min(max(int(st.session_state[key]), MIN_DEGREE), max_degree(view, knee_curve)))
 
 
-def set_degree(view: RunView, degree: int) -> None:
-    st.session_state[Key.of_run(Key.DEGREE, view)] = int(degree)
+def degree_slider_key(view: RunView, knee_curve: str) -> str:
+    """The key of the Knee page's degree slider, the session's degree itself, its value
+    clamped to ``knee_curve``'s range first (the slider then takes no ``value``)."""
+    key = Key.of_run(Key.DEGREE, view)
+    st.session_state[key] = current_degree(view, knee_curve)
+    return key
+
+
+def keep_degrees() -> None:
+    """Keep every run's degree while the Knee page is not shown: Streamlit deletes a widget's
+    state after a run that does not draw it, but not a value set in that run (its docs'
+    multipage advice), so every page re-sets them first."""
+    prefix = f"{Key.DEGREE}::"
+    for key in [k for k in st.session_state if str(k).startswith(prefix)]:
+        st.session_state[key] = st.session_state[key]
 
 
 def current_rule(view: RunView) -> tuple:
@@ -208,16 +221,41 @@ def selection_or_stop(view: RunView, degree: int, knee_curve: str, rule: tuple =
         st.stop()
 
 
+@overload
+def page(title: str) -> RunView: ...
+@overload
+def page(title: str, *, needs_run: Literal[False]) -> None: ...
+def page(title: str, *, needs_run: bool = True) -> RunView | None:
+    """The top of every page: the session's choices kept, the title and (``needs_run``) the run
+    every page shows; with no run to show, a message instead, and the page stops there."""
+    keep_degrees()
+    st.title(title)
+    if not needs_run:
+        return None
+    view = current_view()
+    if view is None:
+        st.stop()
+    return view
+
+
+def show_message(key: str) -> None:
+    """The ``(kind, text)`` message a callback left under ``key``, shown once."""
+    message = st.session_state.pop(key, None)
+    if message:
+        getattr(st, message[0])(message[1])
+
+
 def presenting() -> bool:
     """Is this session in presentation mode (sidebar toggle)?"""
     return bool(st.session_state.get(Key.PRESENTATION))
 
 
-def chart(fig, container=None, **kwargs) -> None:
-    """Draw a plotly figure full width (larger fonts in presentation mode)."""
+def chart(fig, container=None, **kwargs):
+    """Draw a plotly figure full width (larger fonts in presentation mode); returns what
+    ``st.plotly_chart`` returns (the selection, with ``on_select``)."""
     if presenting():
         fig = present(fig)
-    (container or st).plotly_chart(fig, width="stretch", **kwargs)
+    return (container or st).plotly_chart(fig, width="stretch", **kwargs)
 
 
 @st.cache_resource(show_spinner="Loading the fine-tuned model…", max_entries=2)

@@ -1,4 +1,5 @@
-"""Colours shared by every page and the HTML report (clusters and methods look the same everywhere)."""
+"""Cluster colours for any number of clusters, method names, and the presentation-mode theme
+(the plain colour constants live in ``cahp_core.palette``, shared with the benchmark reports)."""
 
 from __future__ import annotations
 
@@ -6,41 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
-# 24 distinguishable colours (Plotly's Dark24 + Light24 picks): clusters 0-23. Further
-# clusters get generated colours (``cluster_palette``), so no two clusters share a colour.
-CLUSTER_PALETTE = (
-    "#2E91E5",
-    "#E15F99",
-    "#1CA71C",
-    "#FB0D0D",
-    "#DA16FF",
-    "#B68100",
-    "#750D86",
-    "#EB663B",
-    "#511CFB",
-    "#00A08B",
-    "#FB00D1",
-    "#FC0080",
-    "#B2828D",
-    "#6C7C32",
-    "#778AAE",
-    "#862A16",
-    "#A777F1",
-    "#620042",
-    "#1616A7",
-    "#DA60CA",
-    "#6C4516",
-    "#0D2A63",
-    "#AF0038",
-    "#22FFA7",
-)
-METHOD_COLORS = {
-    "cahp": "#2563eb",
-    "gradient": "#f97316",
-    "gradient-raw": "#b45309",
-    "random": "#6b7280",
-    "full": "#111827",
-}
+from cahp_core.palette import CLUSTER_PALETTE, KEPT_COLOR
+
 METHOD_LABELS = {
     "cahp": "CAHP",
     "gradient": "Gradient (Michel et al.)",
@@ -48,7 +16,6 @@ METHOD_LABELS = {
     "random": "Random",
     "full": "Full model",
 }
-KEPT_COLOR, PRUNED_COLOR = "#111827", "#e5e7eb"
 DEPTH_LABELS = {  # column names of cahp_core.proximity.compare_depths, for people
     "heads_kept": "heads kept",
     "mean_depth": "mean depth",

@@ -2,86 +2,61 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import streamlit as st
 
 from cahp_studio.dashboard import figures
 from cahp_studio.dashboard.head_details import clicked_head, head_picker, render_head_details
 from cahp_studio.dashboard.premise import premise_panel
-from cahp_studio.dashboard.selection_view import CURVE_NAMES, rule_text
-from cahp_studio.dashboard.state import Key, chart, current_selection, current_view, presenting
-from cahp_studio.dashboard.theme import present
+from cahp_studio.dashboard.selection_view import CURVE_NAMES, cached_umap, rule_text
+from cahp_studio.dashboard.state import Key, chart, current_selection, page
 
-
-@st.cache_data(show_spinner="Computing the UMAP embedding…")
-def umap_embedding(distance: np.ndarray, seed: int = 42) -> np.ndarray:
-    """Seeded UMAP of the heads from their distance matrix (cached per run).
-
-    Few heads (tens), so few neighbours; random init as spectral init needs more points.
-    """
-    import umap
-
-    reducer = umap.UMAP(
-        n_neighbors=min(10, len(distance) - 1),
-        metric="precomputed",
-        random_state=seed,
-        init="random",
+view = page("Clusters per layer")
+degree, knee_curve, chosen = current_selection(view)
+st.caption(
+    f"Degree {degree}, {CURVE_NAMES[knee_curve]} (set on the Knee page): knee at "
+    f"{chosen.knee.knee} clusters, {chosen.heads_kept} heads kept (stars; "
+    f"{chosen.seed_range('heads')}), clusters of the consensus seed {chosen.consensus_seed}. "
+    "Colours are clusters, the same on every page."
+    + (
+        ""
+        if dict(chosen.rule)["rule"] == "complementary"
+        else f" Selection rule: {rule_text(chosen.rule)} — stars need not be one per cluster."
     )
-    with warnings.catch_warnings():  # "no inverse_transform", "n_jobs overridden": expected
-        warnings.simplefilter("ignore", UserWarning)
-        return reducer.fit_transform(distance)
-
-
-st.title("Clusters per layer")
-view = current_view()
-if view is not None:
-    degree, knee_curve, chosen = current_selection(view)
-    st.caption(
-        f"Degree {degree}, {CURVE_NAMES[knee_curve]} (set on the Knee page): knee at "
-        f"{chosen.knee.knee} clusters, {chosen.heads_kept} heads kept (stars; {chosen.seed_range('heads')}), clusters of the "
-        f"consensus seed {chosen.consensus_seed}. Colours are clusters, the same on every page."
-        + (
-            ""
-            if dict(chosen.rule)["rule"] == "complementary"
-            else f" Selection rule: {rule_text(chosen.rule)} — stars need not be one per cluster."
-        )
+)
+layer_map = figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised)
+event = chart(
+    layer_map,
+    on_select="rerun",
+    selection_mode="points",
+    key=Key.of_run(Key.LAYER_MAP, view),
+)
+pick_key = Key.of_run(Key.HEAD_PICK_CLUSTERS, view)
+clicked = clicked_head(event, view.shape[1])
+if clicked is not None and st.session_state.get(f"{pick_key}::clicked") != clicked:
+    st.session_state[f"{pick_key}::clicked"] = clicked  # a new click picks the head
+    st.session_state[pick_key] = clicked
+st.caption("Click a cell, or pick a head here, for its details.")
+picked_head = head_picker(chosen.labels, chosen.keep, key=pick_key)
+if picked_head is not None:
+    render_head_details(view, chosen, *picked_head)
+left, right = st.columns(2)
+left.subheader("Cluster sizes")
+chart(figures.cluster_sizes_figure(chosen.labels), left)
+right.subheader("Embedding of the heads")
+kinds = [
+    k
+    for k, ok in (
+        ("t-SNE (used for clustering)", chosen.embedding is not None),
+        ("UMAP", view.distance is not None),
     )
-    layer_map = figures.layer_map_figure(chosen.labels, chosen.keep, view.salience.normalised)
-    event = st.plotly_chart(
-        present(layer_map) if presenting() else layer_map,
-        width="stretch",
-        on_select="rerun",
-        selection_mode="points",
-        key=Key.of_run(Key.LAYER_MAP, view),
-    )
-    pick_key = Key.of_run(Key.HEAD_PICK_CLUSTERS, view)
-    clicked = clicked_head(event, view.shape[1])
-    if clicked is not None and st.session_state.get(f"{pick_key}::clicked") != clicked:
-        st.session_state[f"{pick_key}::clicked"] = clicked  # a new click picks the head
-        st.session_state[pick_key] = clicked
-    st.caption("Click a cell, or pick a head here, for its details.")
-    picked_head = head_picker(chosen.labels, chosen.keep, key=pick_key)
-    if picked_head is not None:
-        render_head_details(view, chosen, *picked_head)
-    left, right = st.columns(2)
-    left.subheader("Cluster sizes")
-    chart(figures.cluster_sizes_figure(chosen.labels), left)
-    right.subheader("Embedding of the heads")
-    kinds = [
-        k
-        for k, ok in (
-            ("t-SNE (used for clustering)", chosen.embedding is not None),
-            ("UMAP", view.distance is not None),
-        )
-        if ok
-    ]
-    if kinds:
-        kind = right.radio("Embedding", kinds, horizontal=True, label_visibility="collapsed")
-        if kind == "UMAP":
-            points = umap_embedding(np.asarray(view.distance, dtype=np.float64))
-        else:
-            points = chosen.embedding
-        chart(figures.embedding_figure(points, chosen.labels, chosen.keep, kind), right)
-    premise_panel(view)
+    if ok
+]
+if kinds:
+    kind = right.radio("Embedding", kinds, horizontal=True, label_visibility="collapsed")
+    if kind == "UMAP":
+        points = cached_umap(np.asarray(view.distance, dtype=np.float64))
+    else:
+        points = chosen.embedding
+    chart(figures.embedding_figure(points, chosen.labels, chosen.keep, kind), right)
+premise_panel(view)

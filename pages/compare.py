@@ -25,10 +25,10 @@ from cahp_studio.dashboard.state import (
     current_knee_curve,
     current_rule,
     current_selection,
-    current_view,
     finished_runs,
     load_view,
     max_degree,
+    page,
     selection_or_stop,
 )
 
@@ -148,47 +148,45 @@ def show_overlap(a: Side, b: Side) -> None:
     )
 
 
-st.title("Compare two selections")
-view = current_view()
-if view is not None:
-    label = run_label(view)
-    mode = st.segmented_control(
-        "Compare",
-        list(MODES),
-        format_func=MODES.get,
-        default="degrees",
-        required=True,
-        key=Key.COMPARE_MODE,
-        help="A is always the selection the Knee page shows unless you pick otherwise.",
+view = page("Compare two selections")
+label = run_label(view)
+mode = st.segmented_control(
+    "Compare",
+    list(MODES),
+    format_func=MODES.get,
+    default="degrees",
+    required=True,
+    key=Key.COMPARE_MODE,
+    help="A is always the selection the Knee page shows unless you pick otherwise.",
+)
+if mode == "degrees":
+    st.caption(
+        f"Two degrees of the {CURVE_NAMES[current_knee_curve(view)]} (the knee curve and "
+        "selection rule set on the Knee page)."
     )
-    if mode == "degrees":
-        st.caption(
-            f"Two degrees of the {CURVE_NAMES[current_knee_curve(view)]} (the knee curve and "
-            "selection rule set on the Knee page)."
-        )
-        sides = two_degrees(view, label)
-    elif mode == "curves":
-        sides = two_curves(view, label)
-    elif mode == "gradient":
-        st.caption(
-            "A: CAHP's selection as the Knee page sets it. B: gradient pruning (Michel et al., "
-            "2019, per-layer normalised) keeping exactly as many heads."
-        )
-        _, _, chosen = current_selection(view)
-        sides = (cahp_side("A", label, view, chosen), gradient_side("B", label, view, chosen))
-    else:
-        sides = two_runs(view, label)
-    if sides is not None:
-        a, b = sides
-        left, right = st.columns(2)
-        show_side(left, a, b)
-        show_side(right, b, a)
-        show_overlap(a, b)
-        st.subheader("Depth and accuracy")
-        st.dataframe(depth_table([a, b]), hide_index=True, width="stretch")
-        st.caption(
-            "Mean depth: 0 = first layer, 1 = last. Distance from uniform: total-variation "
-            "distance of the kept heads' layer distribution from an even spread (0 = even). "
-            "Expected accuracy: masked accuracy (before fine-tuning) interpolated from the run's "
-            "task curve at the head count; n/a where the run has no task curve."
-        )
+    sides = two_degrees(view, label)
+elif mode == "curves":
+    sides = two_curves(view, label)
+elif mode == "gradient":
+    st.caption(
+        "A: CAHP's selection as the Knee page sets it. B: gradient pruning (Michel et al., "
+        "2019, per-layer normalised) keeping exactly as many heads."
+    )
+    _, _, chosen = current_selection(view)
+    sides = (cahp_side("A", label, view, chosen), gradient_side("B", label, view, chosen))
+else:
+    sides = two_runs(view, label)
+if sides is not None:
+    a, b = sides
+    left, right = st.columns(2)
+    show_side(left, a, b)
+    show_side(right, b, a)
+    show_overlap(a, b)
+    st.subheader("Depth and accuracy")
+    st.dataframe(depth_table([a, b]), hide_index=True, width="stretch")
+    st.caption(
+        "Mean depth: 0 = first layer, 1 = last. Distance from uniform: total-variation "
+        "distance of the kept heads' layer distribution from an even spread (0 = even). "
+        "Expected accuracy: masked accuracy (before fine-tuning) interpolated from the run's "
+        "task curve at the head count; n/a where the run has no task curve."
+    )

@@ -23,7 +23,7 @@ from cahp_studio.dashboard.report import (
     zip_folder,
 )
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, DegreeView, rule_flags, rule_text
-from cahp_studio.dashboard.state import Key, current_selection, current_view, runs_root
+from cahp_studio.dashboard.state import Key, current_selection, page, runs_root, show_message
 
 
 def launch(view: RunView, chosen: DegreeView, onnx: bool, int8: bool) -> None:
@@ -144,52 +144,48 @@ def downloads(view: RunView, chosen: DegreeView, exported: Path | None) -> None:
         st.info("PNG needs kaleido with a Chrome/Chromium it can start; download the HTML instead.")
 
 
-st.title("Export")
-view = current_view()
-if view is not None:
-    degree, knee_curve, chosen = current_selection(view)
-    st.write(
-        f"Degree **{degree}** on the **{CURVE_NAMES[knee_curve]}**, selection rule "
-        f"**{rule_text(chosen.rule)}** (all set on the Knee page): "
-        f"knee at **{chosen.knee.knee}** clusters, **{chosen.heads_kept}** of {chosen.keep.size} "
-        f"heads kept, per layer {list(map(int, chosen.keep.sum(axis=1)))}. This is the "
-        f"consensus seed's selection (seed {chosen.consensus_seed}, one of {chosen.n_seeds} "
-        f"clustering seeds; knee: {chosen.seed_range('knee')}; heads kept: "
-        f"{chosen.seed_range('heads')}), the one "
-        f"`cahp export RUN --degree {degree} --knee-curve {knee_curve}"
-        f"{(' ' + rule_flags(chosen.rule)) if rule_flags(chosen.rule) else ''}` writes."
+view = page("Export")
+degree, knee_curve, chosen = current_selection(view)
+st.write(
+    f"Degree **{degree}** on the **{CURVE_NAMES[knee_curve]}**, selection rule "
+    f"**{rule_text(chosen.rule)}** (all set on the Knee page): "
+    f"knee at **{chosen.knee.knee}** clusters, **{chosen.heads_kept}** of {chosen.keep.size} "
+    f"heads kept, per layer {list(map(int, chosen.keep.sum(axis=1)))}. This is the "
+    f"consensus seed's selection (seed {chosen.consensus_seed}, one of {chosen.n_seeds} "
+    f"clustering seeds; knee: {chosen.seed_range('knee')}; heads kept: "
+    f"{chosen.seed_range('heads')}), the one "
+    f"`cahp export RUN --degree {degree} --knee-curve {knee_curve}"
+    f"{(' ' + rule_flags(chosen.rule)) if rule_flags(chosen.rule) else ''}` writes."
+)
+if chosen.knee.fallback:
+    st.caption(f"Fallback knee: {chosen.knee.reason}.")
+if not view.has_model:
+    st.info(
+        "This run has no model weights (the embedded example ships none). Export first "
+        "fine-tunes the full model with the run's settings — several minutes on a CPU — "
+        f"then prunes. The example is copied to `{runs_root() / EXAMPLE_COPY}` first: "
+        "the bundled files are never written."
     )
-    if chosen.knee.fallback:
-        st.caption(f"Fallback knee: {chosen.knee.reason}.")
-    if not view.has_model:
-        st.info(
-            "This run has no model weights (the embedded example ships none). Export first "
-            "fine-tunes the full model with the run's settings — several minutes on a CPU — "
-            f"then prunes. The example is copied to `{runs_root() / EXAMPLE_COPY}` first: "
-            "the bundled files are never written."
-        )
-    left, right = st.columns(2)
-    onnx = left.checkbox("Also export ONNX (fused for ONNX Runtime)", value=True)
-    int8 = right.checkbox(
-        "…and its int8 version",
-        value=True,
-        disabled=not onnx,
-        help="Dynamic int8 quantization of the ONNX graph: faster on CPUs; its accuracy is "
-        "measured on the evaluation split and shown in the model card.",
-    )
-    out_dir = export_dir(runs_root(), view, chosen)
-    st.caption(
-        f"Output folder: `{out_dir}`. The export runs in the background: closing or reloading "
-        "this tab does not stop it, and any tab shows its progress here."
-    )
-    st.button(
-        "Prune, fine-tune once and export",
-        type="primary",
-        on_click=launch,
-        args=(view, chosen, onnx, onnx and int8),
-    )
-    message = st.session_state.pop(Key.EXPORT_MESSAGE, None)
-    if message:
-        getattr(st, message[0])(message[1])
-    export_progress(view, chosen)
-    downloads(view, chosen, out_dir if (out_dir / EXPORT_INFO).is_file() else None)
+left, right = st.columns(2)
+onnx = left.checkbox("Also export ONNX (fused for ONNX Runtime)", value=True)
+int8 = right.checkbox(
+    "…and its int8 version",
+    value=True,
+    disabled=not onnx,
+    help="Dynamic int8 quantization of the ONNX graph: faster on CPUs; its accuracy is "
+    "measured on the evaluation split and shown in the model card.",
+)
+out_dir = export_dir(runs_root(), view, chosen)
+st.caption(
+    f"Output folder: `{out_dir}`. The export runs in the background: closing or reloading "
+    "this tab does not stop it, and any tab shows its progress here."
+)
+st.button(
+    "Prune, fine-tune once and export",
+    type="primary",
+    on_click=launch,
+    args=(view, chosen, onnx, onnx and int8),
+)
+show_message(Key.EXPORT_MESSAGE)
+export_progress(view, chosen)
+downloads(view, chosen, out_dir if (out_dir / EXPORT_INFO).is_file() else None)

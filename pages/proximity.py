@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cahp_core.benchmark_results import benchmark_frame
 from cahp_core.errors import CAHPError
 from cahp_core.proximity import (
     ALPHA,
@@ -23,7 +24,7 @@ from cahp_core.proximity import (
 )
 from cahp_core.results import RunView
 from cahp_studio.dashboard import figures
-from cahp_studio.dashboard.benchmark_results import benchmark_frame, published_quality_results
+from cahp_studio.dashboard.benchmark_results import published_quality_results
 from cahp_studio.dashboard.figures import (
     BENCHMARK_METHODS,
     BENCHMARK_METRICS,
@@ -34,7 +35,7 @@ from cahp_studio.dashboard.figures import (
 )
 from cahp_studio.dashboard.report import quality_summary
 from cahp_studio.dashboard.selection_view import CURVE_NAMES, method_maps
-from cahp_studio.dashboard.state import Key, chart, current_selection, current_view
+from cahp_studio.dashboard.state import Key, chart, current_selection, page
 from cahp_studio.dashboard.theme import DEPTH_LABELS, METHOD_LABELS
 
 PROSE_NAMES = {  # each method as named in the verdict sentence
@@ -178,72 +179,70 @@ def show_benchmarks(path: Path) -> None:
         )
 
 
-st.title("Proximity bias")
-view = current_view()
-if view is not None:
-    degree, knee_curve, chosen = current_selection(view)
-    seed_column, raw_column = st.columns([1, 3])
-    seed = seed_column.number_input("Random baseline seed", min_value=0, value=0, step=1)
-    raw_gradient = raw_column.toggle(
-        "Also gradient without per-layer normalisation",
-        key=Key.PROXIMITY_RAW_GRADIENT,
-        help="Michel et al. divide each layer's importances by their L2 norm, which evens the "
-        "layers out; the raw global ranking is the form whose proximity bias the paper describes.",
+view = page("Proximity bias")
+degree, knee_curve, chosen = current_selection(view)
+seed_column, raw_column = st.columns([1, 3])
+seed = seed_column.number_input("Random baseline seed", min_value=0, value=0, step=1)
+raw_gradient = raw_column.toggle(
+    "Also gradient without per-layer normalisation",
+    key=Key.PROXIMITY_RAW_GRADIENT,
+    help="Michel et al. divide each layer's importances by their L2 norm, which evens the "
+    "layers out; the raw global ranking is the form whose proximity bias the paper describes.",
+)
+maps = method_maps(view, chosen.keep, int(seed), raw_gradient=raw_gradient)
+budget = chosen.heads_kept
+st.caption(
+    f"Budget: {budget} heads, CAHP's count at degree {degree} "
+    f"({CURVE_NAMES[knee_curve]}). Gradient keeps the "
+    "globally most important heads (Michel et al., 2019, per-layer normalised); random keeps "
+    "as many at random. Gradient methods tend to keep heads near the output; CAHP keeps "
+    "intermediate-layer heads (the paper's claim — check it here)."
+)
+try:
+    tests = cached_tests(maps)
+except CAHPError as exc:  # e.g. a selection that keeps every head
+    st.info(f"No proximity test for this selection: {exc}")
+    tests = {}
+if tests:
+    show_verdicts(tests)
+chart(figures.per_layer_figure(maps))
+measured_at = common_curve_count(view.task_curve, maps, budget)
+st.dataframe(depth_table(view, maps, measured_at), hide_index=True, width="stretch")
+st.markdown(count_statement(budget, measured_at))
+st.caption(
+    "Mean depth: 0 = first layer, 1 = last. Distance from uniform: total-variation distance "
+    "of the kept heads' layer distribution from an even spread (0 = even). Masked accuracy "
+    "is measured by the run before any fine-tuning (its random baseline used the run's "
+    "seed). KL: how far the masked model's predicted class distribution moved from the "
+    "full model's (nats, mean over the validation examples; paired, so it separates "
+    "methods that tie on accuracy)."
+)
+if tests:
+    st.markdown("**The test in numbers**")
+    st.dataframe(numbers_table(tests), hide_index=True, width="stretch")
+st.subheader("Retraining-free view: every budget, before any fine-tuning")
+if view.task_curve:
+    measured = [m for m in CURVE_METRICS if any(r.get(m) is not None for r in view.task_curve)]
+    metric = st.segmented_control(
+        "Measure",
+        measured,
+        format_func=lambda m: {
+            "accuracy": "Accuracy",
+            "macro_f1": "Macro-F1",
+            "kl": "KL from full model",
+        }[m],
+        default="accuracy",
+        required=True,
+        key=Key.RETRAINING_FREE_METRIC,
     )
-    maps = method_maps(view, chosen.keep, int(seed), raw_gradient=raw_gradient)
-    budget = chosen.heads_kept
+    chart(figures.task_curve_figure(view.task_curve, budget, metric))
     st.caption(
-        f"Budget: {budget} heads, CAHP's count at degree {degree} "
-        f"({CURVE_NAMES[knee_curve]}). Gradient keeps the "
-        "globally most important heads (Michel et al., 2019, per-layer normalised); random keeps "
-        "as many at random. Gradient methods tend to keep heads near the output; CAHP keeps "
-        "intermediate-layer heads (the paper's claim — check it here)."
+        "The run's task curve: CAHP's complementary selection at each measured k, and "
+        "gradient and random with as many heads, each masked in the fine-tuned full model. "
+        "A re-tune after pruning narrows these gaps (see the benchmarks below)."
     )
-    try:
-        tests = cached_tests(maps)
-    except CAHPError as exc:  # e.g. a selection that keeps every head
-        st.info(f"No proximity test for this selection: {exc}")
-        tests = {}
-    if tests:
-        show_verdicts(tests)
-    chart(figures.per_layer_figure(maps))
-    measured_at = common_curve_count(view.task_curve, maps, budget)
-    st.dataframe(depth_table(view, maps, measured_at), hide_index=True, width="stretch")
-    st.markdown(count_statement(budget, measured_at))
-    st.caption(
-        "Mean depth: 0 = first layer, 1 = last. Distance from uniform: total-variation distance "
-        "of the kept heads' layer distribution from an even spread (0 = even). Masked accuracy "
-        "is measured by the run before any fine-tuning (its random baseline used the run's "
-        "seed). KL: how far the masked model's predicted class distribution moved from the "
-        "full model's (nats, mean over the validation examples; paired, so it separates "
-        "methods that tie on accuracy)."
-    )
-    if tests:
-        st.markdown("**The test in numbers**")
-        st.dataframe(numbers_table(tests), hide_index=True, width="stretch")
-    st.subheader("Retraining-free view: every budget, before any fine-tuning")
-    if view.task_curve:
-        measured = [m for m in CURVE_METRICS if any(r.get(m) is not None for r in view.task_curve)]
-        metric = st.segmented_control(
-            "Measure",
-            measured,
-            format_func=lambda m: {
-                "accuracy": "Accuracy",
-                "macro_f1": "Macro-F1",
-                "kl": "KL from full model",
-            }[m],
-            default="accuracy",
-            required=True,
-            key=Key.RETRAINING_FREE_METRIC,
-        )
-        chart(figures.task_curve_figure(view.task_curve, budget, metric))
-        st.caption(
-            "The run's task curve: CAHP's complementary selection at each measured k, and "
-            "gradient and random with as many heads, each masked in the fine-tuned full model. "
-            "A re-tune after pruning narrows these gaps (see the benchmarks below)."
-        )
-    else:
-        st.info("This run has no task curve (task_curve.json); finish it with `cahp run`.")
-    results = published_quality_results()
-    if results is not None:
-        show_benchmarks(results)
+else:
+    st.info("This run has no task curve (task_curve.json); finish it with `cahp run`.")
+results = published_quality_results()
+if results is not None:
+    show_benchmarks(results)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -11,20 +9,19 @@ from cahp_core.choices import CLUSTERING_METHODS, DISTANCE_METHODS, QUALITY_METH
 from cahp_core.config import PRESET_HELP, PRESETS
 from cahp_core.errors import CAHPError
 from cahp_core.run_format import SUMMARY
-from cahp_core.runs import delete_run, list_runs, safe_run_dir
-from cahp_studio.dashboard.exports import is_example_copy
+from cahp_core.runs import list_runs, safe_run_dir
 from cahp_studio.dashboard.inputs import (
     MAX_UPLOAD_MB,
     ask_label,
     check_model,
     guess_columns,
     read_preview,
-    remove_upload,
     run_settings,
 )
 from cahp_studio.dashboard.job_view import show_job
-from cahp_studio.dashboard.jobs import forget_job, job_status, launch_run, stop_run
-from cahp_studio.dashboard.state import Key, finished_runs, runs_root
+from cahp_studio.dashboard.jobs import job_status, launch_run, stop_run
+from cahp_studio.dashboard.run_folders import delete_run_folder, run_state
+from cahp_studio.dashboard.state import Key, finished_runs, page, runs_root, show_message
 
 TASKS = {"SST-5 (bundled)": "sst5", "MNLI": "mnli", "Upload a CSV/JSONL file": "custom"}
 
@@ -56,14 +53,8 @@ def stop(name: str) -> None:
 
 
 def remove(name: str) -> None:
-    root = runs_root()
     try:
-        state = run_state(root, {"name": name, "summary": None})
-        if state in ("running", "exporting"):
-            raise CAHPError(f"run {name} is {state}; stop it first")
-        delete_run(root, name)
-        forget_job(root, name)
-        remove_upload(root, name)
+        delete_run_folder(runs_root(), name)
         if st.session_state.get(Key.WATCH_RUN) == name:
             del st.session_state[Key.WATCH_RUN]
         _say("success", f"Deleted {name}")
@@ -170,19 +161,6 @@ def watch(name: str) -> None:
             st.rerun(scope="app")
 
 
-def run_state(root: Path, run: dict) -> str:
-    """What the runs table says about a run: exporting, running, finished, ..."""
-    export = job_status(root, run["name"], "export")
-    if export is not None and export["state"] == "running":
-        return "exporting"
-    status = job_status(root, run["name"])
-    if status is not None:
-        return status["state"]
-    if is_example_copy(root / run["name"]):
-        return "copy of the example"  # made to export from the embedded example
-    return "finished" if run["summary"] else "incomplete"
-
-
 def runs_table(runs: list[dict]) -> pd.DataFrame:
     root = runs_root()
     rows = []
@@ -206,15 +184,13 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-st.title("Run CAHP")
+page("Run CAHP", needs_run=False)
 root = runs_root()
 st.caption(
     f"Runs are saved in `{root}` (set `CAHP_RUNS_DIR` to change it). A run works in a background "
     "process: keep exploring the other pages meanwhile."
 )
-message = st.session_state.pop(Key.RUN_PAGE_MESSAGE, None)
-if message:
-    getattr(st, message[0])(message[1])
+show_message(Key.RUN_PAGE_MESSAGE)
 
 task = TASKS[st.selectbox("Task", list(TASKS))]
 inputs = task_inputs(task)

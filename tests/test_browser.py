@@ -210,12 +210,13 @@ def test_an_export_survives_its_closed_tab(browser_page):
     folders = [p.parent for p in (runs / "exports").glob("*/cahp_export.json")]
     assert len(folders) == 1
     folder = folders[0]
-    for name in ("model.safetensors", "kept_heads.json", "README.md", "model.onnx"):
+    for name in ("model.safetensors", "config.json", "README.md", "model.onnx"):
         assert (folder / name).is_file(), name
     assert not list((runs / "exports").glob(".*"))  # no staging folder left
     loaded = load_pruned(folder)
     kept = sum(len(heads) for heads in loaded.model.config.cahp_kept_heads)
-    assert kept == json.loads((folder / "kept_heads.json").read_text())["heads_kept"]
+    assert kept == json.loads((folder / "cahp_export.json").read_text())["heads_kept"]
+    assert not (folder / "kept_heads.json").exists()  # the map is recorded once
 
 
 def test_the_lecture_hall_answers_from_the_screen(browser_page):

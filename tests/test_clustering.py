@@ -17,6 +17,7 @@ from cahp_core.clustering import (
     pad_after_perfect,
     simplified_silhouette,
     tsne_embedding,
+    umap_embedding,
 )
 from cahp_core.errors import CAHPError
 
@@ -199,6 +200,16 @@ def test_tsne_embedding_separates_blobs_and_clamps_perplexity():
     assert tiny.shape == (5, 2) and np.isfinite(tiny).all()
 
 
+def test_umap_embedding_is_two_d_seeded_and_refuses_a_non_square_matrix():
+    points, _ = _blobs()
+    d = cdist(points, points)  # [24, 24]
+    embedding = umap_embedding(d, seed=3)
+    assert embedding.shape == (24, 2) and np.isfinite(embedding).all()
+    np.testing.assert_array_equal(embedding, umap_embedding(d, seed=3))  # same seed, same map
+    with pytest.raises(CAHPError, match="square"):
+        umap_embedding(d[:, :5])
+
+
 def test_graph_clustering_finds_blobs_deterministically():
     points, truth = _blobs()
     d = cdist(points, points)
@@ -249,3 +260,22 @@ def test_bad_arguments():
         kmedoids_sweep(points, [2, 3]).labels_for(7)
     with pytest.raises(CAHPError, match="between 2 and 23"):
         kmedoids_sweep(points, [1, 2])
+
+
+def test_tsne_runs_on_one_openmp_thread_whatever_the_machine(monkeypatch):
+    """The embedding must not depend on the core count: t-SNE's OpenMP loops get one thread."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_info
+
+    seen: list[int] = []
+    fit = TSNE.fit_transform
+
+    def recording(self, X, *args, **kwargs):
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp")
+        return fit(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(TSNE, "fit_transform", recording)
+    points, _ = _blobs()
+    tsne_embedding(cdist(points, points), perplexity=5, seed=0)
+    tsne_embedding(cdist(points, points), perplexity=5, seed=0, features=points)
+    assert seen and set(seen) == {1}

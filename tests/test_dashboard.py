@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cahp_core.errors import CAHPError
+from cahp_core.pruning import read_keep
 from cahp_core.testing import FakeUpload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +168,22 @@ def test_the_knee_degree_follows_the_session_to_other_pages(env, tiny_view):
         assert not at.exception
         shown = [c.value for c in at.caption] + [m.value for m in at.markdown]
         assert any(text in s and str(kept) in s for s in shown), shown
+
+
+def test_the_degree_survives_pages_without_its_slider(env, tiny_view):
+    """The slider's key is the degree's own: pages that do not draw it keep it (page())."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    slider = at.slider[0]
+    degree = int(slider.min) if int(slider.value) != int(slider.min) else int(slider.max)
+    slider.set_value(degree).run()
+    for path in ("pages/clusters.py", "pages/head_graph.py", "pages/compare.py"):
+        at.switch_page(str(ROOT / path)).run()
+        assert not at.exception
+    assert at.session_state[f"degree::{tiny_view.path}"] == degree
+    at.switch_page(str(PAGES / "knee.py")).run()
+    assert not at.exception and not at.warning
+    assert int(at.slider[0].value) == degree
+    _shows_selector(at, tiny_view.selector(degree, "quality"))
 
 
 def test_sessions_do_not_share_the_degree_or_the_knee_curve(env, tiny_view):
@@ -466,10 +483,10 @@ def test_export_page_exports_the_tiny_run(env, tiny_view):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(s.value.startswith("Saved") for s in at.success)
     folder = env / "exports" / "tiny-run-performance-degree2"
-    kept = json.loads((folder / "kept_heads.json").read_text())
+    info = json.loads((folder / "cahp_export.json").read_text())
     expected = tiny_view.selector(2, "performance").support_
-    assert kept["kept"] == [np.flatnonzero(layer).tolist() for layer in expected]
-    assert kept["cahp"]["knee_curve"] == "performance" and kept["cahp"]["degree"] == 2
+    np.testing.assert_array_equal(read_keep(folder), expected)
+    assert info["knee_curve"] == "performance" and info["degree"] == 2
     assert not (env / "embedded-example").exists()  # a run of the runs folder: no copy
     assert (folder / "model.onnx").is_file()
     labels = [b.proto.label for b in at.get("download_button")]
@@ -487,10 +504,8 @@ def test_the_knee_page_re_exports_at_the_chosen_degree(env, tiny_view):
     status = _wait_for_export(env, "tiny-run")
     assert status["state"] == "finished", status["log_tail"]
     assert status["job"]["degree"] == 3
-    kept = json.loads((Path(status["job"]["out"]) / "kept_heads.json").read_text())
-    assert (
-        kept["cahp"]["degree"] == 3 and (Path(status["job"]["out"]) / "model.int8.onnx").is_file()
-    )
+    info = json.loads((Path(status["job"]["out"]) / "cahp_export.json").read_text())
+    assert info["degree"] == 3 and (Path(status["job"]["out"]) / "model.int8.onnx").is_file()
 
 
 def test_one_export_per_run_at_a_time_and_cancel(env, tiny_view):
@@ -537,7 +552,7 @@ def test_export_of_a_bundle_copies_it_first(env, tmp_path, monkeypatch, tiny_vie
     assert sorted(p.name for p in bundle.iterdir()) == before
     copy = tmp_path / "runs" / "embedded-example"
     assert (copy / "model" / "config.json").is_file()  # fine-tuned in the copy
-    assert list((tmp_path / "runs" / "exports").glob("*/kept_heads.json"))
+    assert list((tmp_path / "runs" / "exports").glob("*/cahp_export.json"))
     _button(at, "export").click().run()  # a second export re-uses the copy and its model
     assert not at.exception and not at.error, [e.value for e in at.error]
     status = _wait_for_export(tmp_path / "runs", "embedded-example")
@@ -753,7 +768,8 @@ def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):
 
 
 def test_stage_rows_and_timing_of_a_job():
-    from cahp_core.pipeline import EXPORT_STAGES, STAGES
+    from cahp_core.stages import EXPORT_STAGES
+    from cahp_core.stages import STAGE_NAMES as STAGES
     from cahp_studio.dashboard.job_view import overall_text
     from cahp_studio.dashboard.jobs import last_error, stage_fractions, timing
 

@@ -389,25 +389,27 @@ def test_at_least_25_bad_input_cases():
 
 # ----------------------------------------------------------------- interrupted runs
 
-STAGE_HOOKS = {  # stage -> the function the killed process is paused in
-    "finetune": "finetune",
-    "signatures": "compute_signatures",
-    "salience": "gradient_salience",
-    "clustering": "cluster_heads_seeds",
-    "task_curve": "comparison_maps",
-    "export": "save_pruned",
+STAGE_HOOKS = {  # stage -> the function (module.name) a killed process is paused in, run order
+    "finetune": "stages.finetune_pretrained",
+    "salience": "stages.gradient_salience",
+    "signatures": "stages.compute_signatures",
+    "clustering": "stages.cluster_heads_seeds",
+    "task_curve": "stages.comparison_maps",
+    "export": "exporting.save_pruned",
 }
 
 SLOW_RUN = textwrap.dedent(
     """
-    import sys, time
+    import importlib, sys, time
     from pathlib import Path
     import cahp_core.pipeline as pipeline
     from cahp_core.testing import tiny_run_config
 
     model, run_dir, hook, marker = sys.argv[1:5]
     if hook != "none":
-        original = getattr(pipeline, hook)
+        module_name, hook = hook.split(".")
+        module = importlib.import_module(f"cahp_core.{module_name}")
+        original = getattr(module, hook)
 
         def paused(*args, **kwargs):
             result = original(*args, **kwargs)  # do the real work, then hang before it is recorded
@@ -415,7 +417,7 @@ SLOW_RUN = textwrap.dedent(
             time.sleep(120)
             return result
 
-        setattr(pipeline, hook, paused)
+        setattr(module, hook, paused)
     pipeline.run_pipeline(tiny_run_config(model), run_dir)
     """
 )
@@ -446,21 +448,27 @@ def _run_to_the_end(model: Path, run_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(world, tmp_path_factory) -> dict:
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    _run_to_the_end(world["tiny"], run_dir)
-    return json.loads((run_dir / "selection.json").read_text())
+def reference(world) -> dict:
+    """The selection of an uninterrupted run of the same model (``save_tiny_model`` is
+    seeded) and settings: the session's tiny run."""
+    return json.loads((world["run"] / "selection.json").read_text())
 
 
-@pytest.mark.parametrize("stage", list(STAGE_HOOKS))
-def test_sigkill_mid_stage_then_resume_gives_the_same_selection(world, reference, tmp_path, stage):
+def test_sigkill_mid_stage_then_resume_gives_the_same_selection(world, reference, tmp_path):
+    """SIGKILL inside each stage in turn, each kill followed by the same command: a killed
+    stage is never taken as finished, no temp file is left, the stages finished before it
+    are reused as they are, and the run ends with the uninterrupted run's selection."""
     run_dir = tmp_path / "run"
-    process = _start_paused_run(world["tiny"], run_dir, STAGE_HOOKS[stage], tmp_path / "marker")
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["stages"][stage]["status"] == "running"  # never taken as finished
-    assert not list(run_dir.rglob("*.tmp"))
+    finished: dict[str, dict] = {}
+    for stage, hook in STAGE_HOOKS.items():  # run order: each resume reaches the next stage
+        process = _start_paused_run(world["tiny"], run_dir, hook, tmp_path / f"in-{stage}")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
+        assert stages[stage]["status"] == "running", stage  # never taken as finished
+        assert all(stages[name] == record for name, record in finished.items()), stage
+        assert not list(run_dir.rglob("*.tmp")), stage
+        finished = {name: r for name, r in stages.items() if r["status"] == "done"}
     _run_to_the_end(world["tiny"], run_dir)  # the same command again resumes
     selection = json.loads((run_dir / "selection.json").read_text())
     assert selection["kept"] == reference["kept"]
@@ -478,7 +486,9 @@ def test_a_refused_second_writer_changes_no_file(world, tmp_path, capsys):
     """The lock is taken before anything is created or written: a second writer, with the
     same options or other ones, is refused as "in use" and every file stays byte-identical."""
     run_dir = tmp_path / "run"
-    process = _start_paused_run(world["tiny"], run_dir, "cluster_heads_seeds", tmp_path / "marker")
+    process = _start_paused_run(
+        world["tiny"], run_dir, STAGE_HOOKS["clustering"], tmp_path / "marker"
+    )
     try:
         before = _file_bytes(run_dir)
         assert "manifest.json" in before and ".lock.pid" in before
@@ -520,18 +530,18 @@ PAUSED_EXPORT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    import cahp_core.pipeline as pipeline
+    import cahp_core.exporting as exporting
     from cahp_core.cli import main
 
     run_dir, out, marker = sys.argv[1:4]
-    original = pipeline.write_model_card
+    original = exporting.write_model_card
 
     def paused(*args, **kwargs):  # the last step inside the staging folder
         original(*args, **kwargs)
         Path(marker).write_text("in staging")
         time.sleep(120)
 
-    pipeline.write_model_card = paused
+    exporting.write_model_card = paused
     sys.exit(main(["export", run_dir, "--degree", "2", "--out", out, "--onnx"]))
     """
 )

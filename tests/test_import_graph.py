@@ -1,5 +1,6 @@
-"""The import graph: pages -> dashboard -> engine only, no circle in the engine, and the
-read-only views never import the pipeline (read from the source, without importing it)."""
+"""The import graph: pages -> dashboard -> engine only, benchmarks -> engine only, no circle in
+the engine, and the read-only views never import the pipeline (read from the source, without
+importing it)."""
 
 from __future__ import annotations
 
@@ -69,11 +70,22 @@ def test_the_dashboard_never_imports_pages_and_pages_never_import_benchmarks():
         assert '"benchmarks"' not in path.read_text(encoding="utf-8"), path  # no path into it
 
 
+def test_benchmarks_never_import_the_dashboard():
+    """The benchmark scripts share colours and result reading with the dashboard through the
+    engine (``cahp_core.palette``, ``cahp_core.benchmark_results``), never the UI itself."""
+    for path in (ROOT / "benchmarks").rglob("*.py"):
+        names = _imports(path, "benchmarks")
+        assert not any(
+            n.split(".")[0] in {"streamlit", "dashboard", "pages"} or n.startswith("cahp_studio")
+            for n in names
+        ), path
+
+
 def test_run_folder_file_names_are_spelled_once():
     """Every run-folder file name appears in the engine only in run_format.py."""
-    from cahp_core.run_format import ARTEFACTS, EXPORT_INFO, KEPT_HEADS_FILE
+    from cahp_core.run_format import ARTEFACTS, EXPORT_INFO, LEGACY_KEPT_HEADS_FILE
 
-    names = [a.file for a in ARTEFACTS if "." in a.file] + [EXPORT_INFO, KEPT_HEADS_FILE]
+    names = [a.file for a in ARTEFACTS if "." in a.file] + [EXPORT_INFO, LEGACY_KEPT_HEADS_FILE]
     for path in [*(ROOT / "cahp_core").glob("*.py"), *(ROOT / "dashboard").glob("*.py")]:
         if path.name == "run_format.py":
             continue

@@ -62,7 +62,8 @@ def _frames(at: AppTest) -> list:
 
 
 def test_cluster_colours_never_repeat():
-    from cahp_studio.dashboard.theme import CLUSTER_PALETTE, cluster_color, cluster_palette
+    from cahp_core.palette import CLUSTER_PALETTE
+    from cahp_studio.dashboard.theme import cluster_color, cluster_palette
 
     colours = [cluster_color(c) for c in range(400)]
     assert len(set(colours)) == 400
@@ -88,7 +89,8 @@ def test_the_embedded_example_has_a_colour_per_cluster():
 
 
 def test_text_colour_reads_on_its_swatch():
-    from cahp_studio.dashboard.theme import KEPT_COLOR, text_color
+    from cahp_core.palette import KEPT_COLOR
+    from cahp_studio.dashboard.theme import text_color
 
     assert text_color("#ffffff") == KEPT_COLOR and text_color("#0D2A63") == "#ffffff"
 

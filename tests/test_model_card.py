@@ -20,7 +20,8 @@ from cahp_core.model_card import (
     write_model_card,
 )
 from cahp_core.models import LoadedModel
-from cahp_core.pruning import remove_heads, save_pruned
+from cahp_core.pruning import card_head_map, read_keep, remove_heads, save_pruned
+from cahp_core.run_format import EXPORT_INFO
 
 KEPT = [[0, 2, 3], []]
 
@@ -149,28 +150,26 @@ def test_figure_has_one_bar_per_layer(tmp_path):
     ],
 )
 def test_bad_head_map_is_a_clear_error(tmp_path, head_map):
-    with pytest.raises(CAHPError, match="kept_heads.json"):
+    with pytest.raises(CAHPError, match="kept-head map"):
         model_card(head_map, tmp_path)
 
 
-def test_write_needs_a_folder_and_a_head_map(tmp_path):
+def test_write_needs_a_folder(tmp_path):
     with pytest.raises(CAHPError, match="not a folder"):
         write_model_card(tmp_path / "missing", _head_map())
-    with pytest.raises(CAHPError, match="kept_heads.json is missing"):
-        write_model_card(tmp_path)
 
 
 def test_save_pruned_writes_the_card_and_rewriting_is_idempotent(tiny, tmp_path):
     keep = np.array([[True, False, True, True], [False] * 4])
     pruned = LoadedModel(remove_heads(copy.deepcopy(tiny.model), keep), tiny.tokenizer, "t")
-    folder = save_pruned(pruned, keep, tmp_path / "pruned", extra={"cahp": {"task": "sst5"}})
+    folder = save_pruned(pruned, keep, tmp_path / "pruned", extra={"task": "sst5"})
     card = (folder / CARD_FILE).read_text()
     weights = (folder / "model.safetensors").stat().st_size
     assert f"({weights:,} bytes)" in card and "| 1 | 0 of 4 |" in card
     assert "`sst5`" in card and (folder / FIGURE_FILE).is_file()
-    head_map = json.loads((folder / "kept_heads.json").read_text())
+    head_map = card_head_map(read_keep(folder), json.loads((folder / EXPORT_INFO).read_text()))
     assert card == model_card(head_map, folder)  # nothing depends on the temp folder's name
-    assert write_model_card(folder) == folder / CARD_FILE  # head map read from the folder
+    assert write_model_card(folder, head_map) == folder / CARD_FILE
     assert (folder / CARD_FILE).read_text() == card
     (folder / "model.onnx").write_bytes(b"\0" * 2048)
     write_model_card(folder, {**head_map, "cahp": {"task": "sst5", "accuracy_int8": 0.5}})

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from cahp_core.pipeline import EXPORT_STAGES, STAGES
 from cahp_core.progress import (
     DEFAULT_STAGE_SECONDS,
     ProgressTracker,
@@ -15,6 +14,8 @@ from cahp_core.progress import (
     measured_history,
     stage_weights,
 )
+from cahp_core.stages import EXPORT_STAGES
+from cahp_core.stages import STAGE_NAMES as STAGES
 
 
 def test_weights_come_from_measured_stage_costs_else_the_default_table():

@@ -173,7 +173,7 @@ def test_the_accuracy_count_is_shared_by_every_method():
 
 
 def test_the_benchmark_chart_has_readable_labels():
-    from cahp_studio.dashboard.benchmark_results import benchmark_frame
+    from cahp_core.benchmark_results import benchmark_frame
     from cahp_studio.dashboard.figures import benchmark_figure
 
     records = [

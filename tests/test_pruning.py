@@ -1,4 +1,5 @@
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_save_and_reload_matches_masked_original(tiny, tiny_batch, tmp_path):
     pruned = copy.copy(tiny)
     pruned.model = pruned_model
     folder = save_pruned(pruned, UNEVEN, tmp_path / "pruned")
-    assert (folder / "kept_heads.json").is_file()
+    assert not (folder / "kept_heads.json").exists()  # recorded once, in config.json
     assert list(folder.glob("*.safetensors"))
     assert not list(folder.glob("*.bin"))
     assert np.array_equal(read_keep(folder), UNEVEN)
@@ -87,3 +88,19 @@ def test_pruned_model_trains(tiny, tiny_batch):
 def test_bad_keep_shape_is_a_clear_error(tiny):
     with pytest.raises(CAHPError, match="shape"):
         remove_heads(copy.deepcopy(tiny.model), np.ones((3, 4), dtype=bool))
+
+
+def test_a_folder_exported_before_the_map_moved_into_config_still_loads(tiny, tiny_batch, tmp_path):
+    """Folders from earlier versions kept the map in kept_heads.json as well; one whose
+    config.json lacks it is read from that file."""
+    masked, _, pruned_model = _masked_and_pruned(tiny, tiny_batch, UNEVEN)
+    pruned = copy.copy(tiny)
+    pruned.model = pruned_model
+    folder = save_pruned(pruned, UNEVEN, tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    kept = config.pop("cahp_kept_heads")
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "kept_heads.json").write_text(json.dumps({"n_heads": 4, "kept": kept}))
+    assert np.array_equal(read_keep(folder), UNEVEN)
+    reloaded = load_model(folder, num_labels=3)
+    torch.testing.assert_close(_logits(reloaded.model, tiny_batch), masked, atol=1e-5, rtol=0)
