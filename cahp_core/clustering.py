@@ -31,8 +31,7 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from .choices import CLUSTERING_METHODS, QUALITY_METHODS, check_choice, is_whole
-from .config import earlier_version_error
-from .errors import CAHPError
+from .errors import CAHPError, earlier_version_error
 from .graph import build_head_graph, canonical_labels, louvain_labels
 
 TSNE_INITS = ("pca", "random")

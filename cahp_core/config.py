@@ -17,7 +17,7 @@ from .choices import (
     SELECTION_RULES,
     check_choice,
 )
-from .errors import CAHPError, RunFolderError
+from .errors import CAHPError, earlier_version_error
 from .knee import check_degree
 
 
@@ -129,14 +129,6 @@ EXPORT_ONLY_FIELDS = (
 )
 # Settings added with the seed sweep: a manifest without them predates it (re-cluster it).
 SEED_SWEEP_FIELDS = ("quality", "n_seeds")
-
-
-def earlier_version_error(run: str) -> RunFolderError:
-    """The one message for a run clustered before the seed sweep and the authors' curve."""
-    return RunFolderError(
-        f"{run} was clustered by an earlier CAHP Studio (one t-SNE seed, the old quality "
-        f"curve); re-cluster it with `cahp recluster {run}` (keeps its fine-tuned model)"
-    )
 
 
 def check_seed_sweep(config: dict, run: str) -> None:

@@ -21,3 +21,11 @@ class DataError(CAHPError):
 
 class RunFolderError(CAHPError):
     """A run folder is missing, incompatible, corrupt or in use by another process."""
+
+
+def earlier_version_error(run: str) -> RunFolderError:
+    """The one message for a run clustered before the seed sweep and the authors' curve."""
+    return RunFolderError(
+        f"{run} was clustered by an earlier CAHP Studio (one t-SNE seed, the old quality "
+        f"curve); re-cluster it with `cahp recluster {run}` (keeps its fine-tuned model)"
+    )

@@ -23,12 +23,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .atomic import replace_dir_atomic, write_json_atomic
 from .errors import CAHPError
+from .folder_format import EXPORT_INFO, KEPT_HEADS_KEY, LEGACY_KEPT_HEADS_FILE
 from .heads import AttentionBlock, attention_blocks, check_supported, head_layout
 from .loaded_model import LoadedModel, pick_device
 from .model_card import write_model_card
 from .remote_code import MODELING_FILE
 from .remote_code import auto_map as remote_auto_map
-from .run_format import EXPORT_INFO, KEPT_HEADS_KEY, LEGACY_KEPT_HEADS_FILE
 
 
 def _new_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:

@@ -18,6 +18,7 @@ from .atomic import (
     write_safetensors_atomic,
 )
 from .errors import RunFolderError
+from .folder_format import EXPORT_INFO, KEPT_HEADS_KEY, LEGACY_KEPT_HEADS_FILE  # noqa: F401
 
 Kind = Literal["json", "npz", "safetensors", "folder"]
 
@@ -73,11 +74,7 @@ ARTEFACTS = (
 BUNDLE_FILES = tuple(a for a in ARTEFACTS if a.bundled)
 REQUIRED_FILES = tuple(a for a in ARTEFACTS if a.required)
 
-# inside a pruned model folder (the run's export or any `cahp export / prune --out`); its
-# kept-head map is recorded once, as ``cahp_kept_heads`` in config.json, and re-applied on load
-KEPT_HEADS_KEY = "cahp_kept_heads"
-EXPORT_INFO = "cahp_export.json"  # what an export kept and measured
-LEGACY_KEPT_HEADS_FILE = "kept_heads.json"  # the map's second copy in folders before 0.1.0
+# a pruned model folder's own files (RUN/pruned is one): named in folder_format.py
 
 
 def read(folder: str | os.PathLike, artefact: Artefact, *, missing_ok: bool = False) -> Any:
