@@ -35,15 +35,15 @@ import torch
 from common import machine, parse_args, work_dir, write_results
 
 from cahp_core.data import load_task, subset, tokenize_records
-from cahp_core.heads import head_layout
-from cahp_core.latency import batch_of, interleaved_latency_ms, onnx_runner, torch_runner
-from cahp_core.models import LoadedModel, count_parameters, tiny_bert
-from cahp_core.onnx_export import (
+from cahp_core.model.heads import head_layout
+from cahp_core.model.latency import batch_of, interleaved_latency_ms, onnx_runner, torch_runner
+from cahp_core.model.loading import LoadedModel, count_parameters, tiny_bert
+from cahp_core.model.onnx_export import (
     export_onnx_report,
     onnx_accuracy,
 )
-from cahp_core.pruning import load_pruned, read_keep, remove_heads, save_pruned
-from cahp_core.training import evaluate, predict_logits
+from cahp_core.model.pruning import load_pruned, read_keep, remove_heads, save_pruned
+from cahp_core.model.training import evaluate, predict_logits
 
 SEQ = 64
 BATCHES = (1, 32)
@@ -131,7 +131,7 @@ def knee_selection(protocol: str):
     pipeline does (its clustering stage cached in the run folder)."""
     from quality import prepare
 
-    from cahp_core.run_selection import fit_selector
+    from cahp_core.runs.run_selection import fit_selector
 
     ctx, salience, _, distances = prepare(TASK, protocol, False, "cpu")
     with ctx.run.lock(timeout=600):
@@ -146,7 +146,7 @@ def knee_selection(protocol: str):
 def cached_pruned(ctx, selector, folder: Path) -> LoadedModel:
     """The pruned, once fine-tuned model of the knee selection (fine-tuned only if the cache
     holds no model of these heads from this run's fine-tuned model)."""
-    from cahp_core.exporting import export_selection
+    from cahp_core.runs.exporting import export_selection
 
     keep = selector.support_
     key = {"run": ctx.run.root.name, "full_model": ctx.run.stages["finetune"]["artefacts"]}

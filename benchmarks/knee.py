@@ -46,12 +46,12 @@ from common import (
 from quality import SETTINGS, SMOKE, eval_features, prepare
 
 from cahp_core.atomic import load_npz, write_npz_atomic
-from cahp_core.clustering import ClusteringResult, cluster_heads
 from cahp_core.errors import CAHPError
-from cahp_core.run_selection import make_selector
-from cahp_core.selection import complementary_selection, consensus_index, performance_points
-from cahp_core.stages import clustering_options, curve_grid
-from cahp_core.training import evaluate
+from cahp_core.method.clustering import ClusteringResult, cluster_heads
+from cahp_core.method.selection import complementary_selection, consensus_index, performance_points
+from cahp_core.model.training import evaluate
+from cahp_core.runs.run_selection import make_selector
+from cahp_core.runs.stages import clustering_options, curve_grid
 
 SEEDS = (0, 1, 2, 3, 4)
 DEGREES = tuple(range(1, 13))

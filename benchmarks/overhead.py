@@ -39,15 +39,15 @@ import numpy as np
 import torch
 from common import machine, parse_args, read_results, work_dir, write_results
 
-from cahp_core.clustering import cluster_heads
 from cahp_core.data import load_task, tokenize_records
-from cahp_core.distances import head_distances
-from cahp_core.models import load_model, tiny_bert
-from cahp_core.runs import RunFolder
-from cahp_core.salience import gradient_salience, training_loader
-from cahp_core.selection import CAHPSelector
-from cahp_core.signatures import compute_signatures, ensure_eager
-from cahp_core.training import FinetuneConfig, eval_batches, evaluate, finetune, make_trainer
+from cahp_core.method.clustering import cluster_heads
+from cahp_core.method.distances import head_distances
+from cahp_core.method.salience import gradient_salience, training_loader
+from cahp_core.method.selection import CAHPSelector
+from cahp_core.method.signatures import compute_signatures, ensure_eager
+from cahp_core.model.loading import load_model, tiny_bert
+from cahp_core.model.training import FinetuneConfig, eval_batches, evaluate, finetune, make_trainer
+from cahp_core.runs.folder import RunFolder
 
 
 def timed(fn, repeats: int = 1) -> float:

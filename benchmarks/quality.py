@@ -53,18 +53,18 @@ from common import (
     write_results,
 )
 
-from cahp_core.baselines import same_budget_maps
-from cahp_core.clustering import cluster_heads
-from cahp_core.config import RunConfig
 from cahp_core.data import subset, tokenize_records
-from cahp_core.distances import head_distances
-from cahp_core.exporting import prune_finetune
-from cahp_core.pipeline import open_context
-from cahp_core.proximity import depth_stats
-from cahp_core.run_selection import make_selector
-from cahp_core.signatures import HeadSignatures
-from cahp_core.stages import clustering_options
-from cahp_core.training import evaluate, predict_logits
+from cahp_core.method.baselines import same_budget_maps
+from cahp_core.method.clustering import cluster_heads
+from cahp_core.method.distances import head_distances
+from cahp_core.method.proximity import depth_stats
+from cahp_core.method.signatures import HeadSignatures
+from cahp_core.model.training import evaluate, predict_logits
+from cahp_core.runs.config import RunConfig
+from cahp_core.runs.exporting import prune_finetune
+from cahp_core.runs.pipeline import open_context
+from cahp_core.runs.run_selection import make_selector
+from cahp_core.runs.stages import clustering_options
 
 PROTOCOLS = ("cpu", "paper")
 BASELINES = ("gradient", "random")

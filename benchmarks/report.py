@@ -17,8 +17,8 @@ from common import RESULTS, ROOT
 
 from cahp_core.atomic import write_text_atomic
 from cahp_core.benchmark_results import benchmark_frame  # as the dashboard reads them
+from cahp_core.method.selection import spread
 from cahp_core.palette import METHOD_COLORS  # one colour per method, as in the dashboard
-from cahp_core.selection import spread
 
 DOCS = ROOT / "docs"
 FIGURES = DOCS / "figures"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import CAHPError
+from cahp_core.errors import CAHPError
 
 CLUSTERING_METHODS = ("tsne-kmedoids", "graph")  # the paper's, then Louvain on a kNN graph
 DISTANCE_METHODS = ("jm", "js")  # Jeffries–Matusita (paper), Jensen–Shannon

@@ -9,9 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from .choices import CLUSTERING_METHODS, DISTANCE_METHODS
-from .config import PRESET_HELP, PRESETS
-from .errors import CAHPError
+from cahp_core.choices import CLUSTERING_METHODS, DISTANCE_METHODS
+from cahp_core.errors import CAHPError
+from cahp_core.runs.config import PRESET_HELP, PRESETS
 
 EPILOG = """examples (all offline with the bundled model and SST-5):
   cahp finetune --model minilm-l6 --task sst5 --max-train 512 --epochs 1 --out models/sst5
@@ -33,7 +33,7 @@ class ProgressPrinter:
     optional JSON file (``--progress-json``) that the dashboard polls while the job works in
     another process.
 
-    The file holds a :class:`~cahp_core.progress.ProgressTracker` snapshot: a monotone
+    The file holds a :class:`~cahp_core.runs.progress.ProgressTracker` snapshot: a monotone
     overall fraction weighted by the stage costs measured in ``runs_root``'s finished runs
     (a default table before the first), elapsed time and ETA."""
 
@@ -44,8 +44,8 @@ class ProgressPrinter:
         runs_root: str | Path | None = None,
         preset: str | None = None,
     ):
-        from .progress import ProgressTracker, measured_history, stage_weights
-        from .stages import STAGE_NAMES
+        from cahp_core.runs.progress import ProgressTracker, measured_history, stage_weights
+        from cahp_core.runs.stages import STAGE_NAMES
 
         stages = tuple(stages or STAGE_NAMES)
         history = measured_history(runs_root, preset) if runs_root else []
@@ -74,7 +74,7 @@ class ProgressPrinter:
         self._write(self.tracker.finish())
 
     def _write(self, snapshot: dict) -> None:
-        from .atomic import write_json_atomic
+        from cahp_core.atomic import write_json_atomic
 
         if self.path is not None:
             record = {**snapshot, "pid": os.getpid(), "history_runs": self.history_runs}
@@ -82,7 +82,7 @@ class ProgressPrinter:
 
 
 def _add_quantize_arg(p: argparse.ArgumentParser) -> None:
-    from .choices import QUANTIZE_CHOICES
+    from cahp_core.choices import QUANTIZE_CHOICES
 
     p.add_argument(
         "--quantize",
@@ -129,7 +129,7 @@ def _add_knee_args(p: argparse.ArgumentParser, shape: bool = True) -> None:
 
 
 def _add_rule_args(p: argparse.ArgumentParser) -> None:
-    from .choices import SELECTION_RULES
+    from cahp_core.choices import SELECTION_RULES
 
     p.add_argument(
         "--rule",
@@ -172,7 +172,7 @@ def _text_columns(args) -> tuple[str, ...] | None:
 
 
 def _load_task(args, max_train=None, max_eval=None, seed: int = 42):
-    from .data import load_task
+    from cahp_core.data import load_task
 
     return load_task(
         args.task,
@@ -187,9 +187,9 @@ def _load_task(args, max_train=None, max_eval=None, seed: int = 42):
 
 
 def cmd_finetune(args) -> int:
-    from .atomic import write_json_atomic
-    from .models import save_model_folder
-    from .training import FinetuneConfig, finetune_pretrained
+    from cahp_core.atomic import write_json_atomic
+    from cahp_core.model.loading import save_model_folder
+    from cahp_core.model.training import FinetuneConfig, finetune_pretrained
 
     task = _load_task(args, args.max_train, args.max_eval, args.seed)
     loaded, report = finetune_pretrained(
@@ -209,11 +209,11 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import tokenize_records
-    from .heads import head_layout
-    from .models import load_model
-    from .specs import parse_head_spec, removed_to_keep
-    from .training import evaluate
+    from cahp_core.data import tokenize_records
+    from cahp_core.method.specs import parse_head_spec, removed_to_keep
+    from cahp_core.model.heads import head_layout
+    from cahp_core.model.loading import load_model
+    from cahp_core.model.training import evaluate
 
     task = _load_task(args, max_eval=args.max_eval, seed=args.seed)
     loaded = load_model(args.model_dir, task.spec.num_labels, device=args.device)
@@ -222,7 +222,7 @@ def cmd_evaluate(args) -> int:
         raise CAHPError(f"split {split!r} not found; available: {', '.join(task.splits)}")
     records = task.splits[split]
     if args.max_eval and split != task.spec.eval_split:
-        from .data import subset
+        from cahp_core.data import subset
 
         records = subset(records, args.max_eval, args.seed)
     features = tokenize_records(records, loaded.tokenizer, task.spec, args.max_length)
@@ -246,14 +246,14 @@ def cmd_evaluate(args) -> int:
 def cmd_prune(args) -> int:
     import copy
 
-    from .atomic import write_json_atomic
-    from .heads import head_layout
-    from .model_card import write_model_card
-    from .models import LoadedModel, count_parameters, load_model, num_labels_of
-    from .onnx_export import ONNX_FILE, export_onnx_report
-    from .pruning import remove_heads, save_pruned
-    from .run_format import EXPORT_INFO
-    from .specs import parse_head_spec, removed_to_keep
+    from cahp_core.atomic import write_json_atomic
+    from cahp_core.method.specs import parse_head_spec, removed_to_keep
+    from cahp_core.model.heads import head_layout
+    from cahp_core.model.loading import LoadedModel, count_parameters, load_model, num_labels_of
+    from cahp_core.model.model_card import write_model_card
+    from cahp_core.model.onnx_export import ONNX_FILE, export_onnx_report
+    from cahp_core.model.pruning import remove_heads, save_pruned
+    from cahp_core.runs.run_format import EXPORT_INFO
 
     source = Path(args.model_dir)
     if not (source / "config.json").is_file():
@@ -299,8 +299,8 @@ def cmd_prune(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import file_config
-    from .pipeline import run_pipeline
+    from cahp_core.runs.config import file_config
+    from cahp_core.runs.pipeline import run_pipeline
 
     if args.task is None and args.config is None:
         raise CAHPError("pass --task (sst5, mnli or custom) or --config with a run's settings")
@@ -374,7 +374,7 @@ def _print_summary(summary: dict, out: str) -> None:
 
 
 def cmd_recluster(args) -> int:
-    from .pipeline import recluster_run
+    from cahp_core.runs.pipeline import recluster_run
 
     printer = ProgressPrinter(args.progress_json, runs_root=Path(args.run).parent)
     summary = recluster_run(
@@ -394,7 +394,7 @@ def cmd_recluster(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from .pipeline import diagnose_run
+    from cahp_core.runs.pipeline import diagnose_run
 
     result = diagnose_run(args.run, ProgressPrinter(stages=("diagnostics",)))
     agreement = ", ".join(f"{d.upper()} {v:.2f}" for d, v in result["mean_agreement"].items())
@@ -410,8 +410,8 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .pipeline import export_with_degree
-    from .stages import EXPORT_STAGES
+    from cahp_core.runs.pipeline import export_with_degree
+    from cahp_core.runs.stages import EXPORT_STAGES
 
     def announce(record: dict) -> None:
         fallback = " (fallback: " + record["knee_reason"] + ")" if record["knee_fallback"] else ""
@@ -465,8 +465,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    from .baselines import gradient_selection, random_selection
-    from .pipeline import load_context
+    from cahp_core.method.baselines import gradient_selection, random_selection
+    from cahp_core.runs.pipeline import load_context
 
     ctx = load_context(args.run, ProgressPrinter(stages=("finetune", "salience", "baseline")))
     with ctx.run.lock():
@@ -482,7 +482,7 @@ def cmd_baseline(args) -> int:
                     f"--heads must be between 1 and {n_layers * n_heads}; got {args.heads}"
                 )
             keep = random_selection(n_layers, n_heads, args.heads, args.seed)
-        from .exporting import export_selection
+        from cahp_core.runs.exporting import export_selection
 
         info = export_selection(
             ctx,
@@ -516,7 +516,7 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_bundle(args) -> int:
-    from .results import make_bundle
+    from cahp_core.runs.results import make_bundle
 
     command = f"cahp bundle {args.run} --out {args.out}"
     out = make_bundle(args.run, args.out, command=args.recipe or command)
@@ -757,7 +757,7 @@ def _dispatch(args) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
     if not args.verbose:
-        from .training import quiet_transformers
+        from cahp_core.model.training import quiet_transformers
 
         quiet_transformers()
     try:

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from .errors import CAHPError, DataError
+from cahp_core.errors import CAHPError, DataError
 
 DATA_SUFFIXES = (".jsonl", ".csv")
 MAX_FILE_BYTES = 2 * 1024**3

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import RunConfig
-from .models import tiny_bert
+from cahp_core.model.loading import tiny_bert
+from cahp_core.runs.config import RunConfig
 
 
 def save_tiny_model(

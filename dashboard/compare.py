@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from cahp_core.method.proximity import depth_stats
 from cahp_core.palette import PRUNED_COLOR
-from cahp_core.proximity import depth_stats
-from cahp_core.results import RunView
+from cahp_core.runs.results import RunView
 
 from .selection_view import CURVE_NAMES, DegreeView, expected_accuracy, method_maps, rule_text
 from .theme import DEPTH_LABELS, METHOD_LABELS

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from cahp_core.errors import CAHPError
-from cahp_core.results import RunView
-from cahp_core.run_format import MANIFEST
+from cahp_core.runs.results import RunView
+from cahp_core.runs.run_format import MANIFEST
 
 from .jobs import job_status, launch_export
 from .selection_view import DegreeView

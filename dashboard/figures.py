@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cahp_core.knee import KneeResult
+from cahp_core.method.knee import KneeResult
 from cahp_core.palette import KEPT_COLOR, METHOD_COLORS
 
 from .theme import METHOD_LABELS, cluster_color, text_color

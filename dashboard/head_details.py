@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from cahp_core.selection import complementary_selection, layer_normalised
+from cahp_core.method.selection import complementary_selection, layer_normalised
 
 PICKER_LABEL = "Head details: layer/head"
 RULE_WHAT = {
@@ -291,7 +291,7 @@ def head_picker(labels: np.ndarray, keep: np.ndarray, key: str, container=None):
 @st.cache_data(show_spinner=False, max_entries=4)
 def run_signatures(path: str, stamp: float) -> dict[str, np.ndarray] | None:
     """The run's per-class signature arrays (``signatures.safetensors``), if it has them."""
-    from cahp_core import run_format
+    from cahp_core.runs import run_format
 
     return run_format.read(path, run_format.SIGNATURES, missing_ok=True)
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from cahp_core.atomic import write_bytes_atomic, write_text_atomic
 from cahp_core.errors import CAHPError
-from cahp_core.runs import safe_run_dir
+from cahp_core.runs.folder import safe_run_dir
 
 MAX_UPLOAD_MB = 50
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -237,7 +237,7 @@ def check_model(name: str) -> str | None:
     The alias and local folders are checked at once; a hub id is looked up in the local hub
     cache only (a network probe could hang for half a minute without internet).
     """
-    from cahp_core.models import resolve_model_source
+    from cahp_core.model.loading import resolve_model_source
 
     name = name.strip()
     if not name:
@@ -316,7 +316,7 @@ def run_settings(task: str, form: dict, inputs: dict, root: Path, name: str) -> 
 
 def check_settings(settings: dict) -> None:
     """Raise the CLI's CAHPError for settings `cahp run --config` would refuse."""
-    from cahp_core.config import preset_config
+    from cahp_core.runs.config import preset_config
 
     values = dict(settings)
     preset_config(values.pop("preset"), **values)

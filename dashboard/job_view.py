@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cahp_core.progress import format_duration
+from cahp_core.runs.progress import format_duration
 
 from .jobs import last_error, stage_fractions, timing
 

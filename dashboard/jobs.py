@@ -19,9 +19,9 @@ from pathlib import Path
 
 from cahp_core.atomic import write_json_atomic
 from cahp_core.errors import CAHPError
-from cahp_core.progress import eta_seconds
-from cahp_core.run_format import EXPORT_INFO, SUMMARY
-from cahp_core.stages import EXPORT_STAGES, STAGE_NAMES
+from cahp_core.runs.progress import eta_seconds
+from cahp_core.runs.run_format import EXPORT_INFO, SUMMARY
+from cahp_core.runs.stages import EXPORT_STAGES, STAGE_NAMES
 
 JOBS = ".jobs"
 KINDS = {"run": (JOBS,), "export": (JOBS, "exports")}

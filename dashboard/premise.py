@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cahp_core.diagnostics import Diagnostics
-from cahp_core.results import RunView
+from cahp_core.method.diagnostics import Diagnostics
+from cahp_core.runs.results import RunView
 
 DISTANCE_NAMES = {"jm": "JM (paper)", "js": "JS"}
 

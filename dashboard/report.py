@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from cahp_core.benchmark_results import benchmark_frame
-from cahp_core.proximity import compare_depths
-from cahp_core.results import RunView
+from cahp_core.method.proximity import compare_depths
+from cahp_core.runs.results import RunView
 
 from . import figures
 from .selection_view import CURVE_NAMES, QUALITY_LABELS, DegreeView, method_maps, rule_text

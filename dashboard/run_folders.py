@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cahp_core.errors import CAHPError
-from cahp_core.runs import delete_run
+from cahp_core.runs.folder import delete_run
 
 from .exports import is_example_copy
 from .inputs import remove_upload

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cahp_core.baselines import same_budget_maps
 from cahp_core.choices import KNEE_CURVES, RULE_PARAMETER
-from cahp_core.clustering import umap_embedding
 from cahp_core.errors import CAHPError
-from cahp_core.knee import KneeResult
-from cahp_core.results import RunView
-from cahp_core.run_format import MANIFEST
-from cahp_core.selection import performance_points
+from cahp_core.method.baselines import same_budget_maps
+from cahp_core.method.clustering import umap_embedding
+from cahp_core.method.knee import KneeResult
+from cahp_core.method.selection import performance_points
+from cahp_core.runs.results import RunView
+from cahp_core.runs.run_format import MANIFEST
 
 MIN_DEGREE = 2  # a degree-1 fit is a straight line: no knee
 MAX_DEGREE = 12  # the slider's ceiling (higher degrees only chase noise)

@@ -11,9 +11,9 @@ import streamlit as st
 
 from cahp_core.choices import RULE_PARAMETER
 from cahp_core.errors import CAHPError
-from cahp_core.results import RunView
-from cahp_core.run_format import SELECTION
-from cahp_core.runs import list_runs
+from cahp_core.runs.folder import list_runs
+from cahp_core.runs.results import RunView
+from cahp_core.runs.run_format import SELECTION
 
 from .selection_view import (
     CURVE_LABELS,
@@ -261,6 +261,6 @@ def chart(fig, container=None, **kwargs):
 @st.cache_resource(show_spinner="Loading the fine-tuned model…", max_entries=2)
 def cached_model(model_dir: str, num_labels: int):
     """The run's fine-tuned model, shared by every session: never mutated (export deep-copies)."""
-    from cahp_core.models import load_model
+    from cahp_core.model.loading import load_model
 
     return load_model(model_dir, num_labels, device="cpu")

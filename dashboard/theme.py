@@ -16,7 +16,7 @@ METHOD_LABELS = {
     "random": "Random",
     "full": "Full model",
 }
-DEPTH_LABELS = {  # column names of cahp_core.proximity.compare_depths, for people
+DEPTH_LABELS = {  # column names of cahp_core.method.proximity.compare_depths, for people
     "heads_kept": "heads kept",
     "mean_depth": "mean depth",
     "last_third_share": "share in last third",

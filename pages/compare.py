@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from cahp_core.results import RunView
+from cahp_core.runs.results import RunView
 from cahp_studio.dashboard import figures
 from cahp_studio.dashboard.compare import (
     MODES,

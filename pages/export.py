@@ -9,8 +9,8 @@ from pathlib import Path
 import streamlit as st
 
 from cahp_core.errors import CAHPError
-from cahp_core.results import RunView
-from cahp_core.run_format import EXPORT_INFO
+from cahp_core.runs.results import RunView
+from cahp_core.runs.run_format import EXPORT_INFO
 from cahp_studio.dashboard.exports import EXAMPLE_COPY, export_dir, export_job, start_export
 from cahp_studio.dashboard.job_view import show_job
 from cahp_studio.dashboard.jobs import stop_job
@@ -57,7 +57,7 @@ def finished_text(out: Path) -> str:
             else ""
         )
         + ". The folder holds "
-        "a model card (README.md) and loads with `cahp_core.pruning.load_pruned` or plain "
+        "a model card (README.md) and loads with `cahp_core.model.pruning.load_pruned` or plain "
         "`transformers` (`trust_remote_code=True`)."
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from cahp_core.graph import build_head_graph, graph_to_json
+from cahp_core.method.graph import build_head_graph, graph_to_json
 from cahp_studio.dashboard import figures
 from cahp_studio.dashboard.graph_view import (
     EMPTY_MESSAGE,

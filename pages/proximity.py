@@ -12,7 +12,7 @@ import streamlit as st
 
 from cahp_core.benchmark_results import benchmark_frame
 from cahp_core.errors import CAHPError
-from cahp_core.proximity import (
+from cahp_core.method.proximity import (
     ALPHA,
     N_DRAWS,
     TEST_SEED,
@@ -22,7 +22,7 @@ from cahp_core.proximity import (
     proximity_table,
     proximity_tests,
 )
-from cahp_core.results import RunView
+from cahp_core.runs.results import RunView
 from cahp_studio.dashboard import figures
 from cahp_studio.dashboard.benchmark_results import published_quality_results
 from cahp_studio.dashboard.figures import (

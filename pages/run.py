@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from cahp_core.choices import CLUSTERING_METHODS, DISTANCE_METHODS, QUALITY_METHODS
-from cahp_core.config import PRESET_HELP, PRESETS
 from cahp_core.errors import CAHPError
-from cahp_core.run_format import SUMMARY
-from cahp_core.runs import list_runs, safe_run_dir
+from cahp_core.runs.config import PRESET_HELP, PRESETS
+from cahp_core.runs.folder import list_runs, safe_run_dir
+from cahp_core.runs.run_format import SUMMARY
 from cahp_studio.dashboard.inputs import (
     MAX_UPLOAD_MB,
     ask_label,

@@ -29,7 +29,7 @@ def shared_data() -> Path:
 def tiny_run_template(tmp_path_factory) -> Path:
     """One finished tiny run (3 layers x 4 heads), built once for the whole test run.
     Never change it: ``tiny_runs`` gives each module its own copy."""
-    from cahp_core.pipeline import run_pipeline
+    from cahp_core.runs.pipeline import run_pipeline
     from cahp_core.testing import save_tiny_model, tiny_run_config
 
     model = save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
@@ -50,7 +50,7 @@ def tiny_runs(tiny_run_template, tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny():
     """A fresh tiny BERT (2 layers x 4 heads, 3 labels) with the MiniLM tokenizer."""
-    from cahp_core.models import tiny_bert
+    from cahp_core.model.loading import tiny_bert
 
     return tiny_bert(num_labels=3, n_layers=2, n_heads=4, hidden_size=32)
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cahp_core.baselines import gradient_selection, random_selection, same_budget_maps
 from cahp_core.errors import CAHPError
+from cahp_core.method.baselines import gradient_selection, random_selection, same_budget_maps
 
 
 def test_gradient_selection_picks_the_top_heads():

@@ -142,7 +142,7 @@ def _wait_for_knee(page, expected: int, timeout_s: float = 45) -> None:
 
 
 def test_every_page_the_degree_slider_and_the_knee_curve(browser_page):
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
 
     page, url, runs = browser_page
     for path, title in [
@@ -166,7 +166,7 @@ def test_every_page_the_degree_slider_and_the_knee_curve(browser_page):
     slider.press("End")
     _wait_for_knee(page, knees[high])
     page.get_by_text("Performance knee (accuracy)").click()  # the knee curve switch
-    from cahp_core.selection import performance_points
+    from cahp_core.method.selection import performance_points
 
     # the page keeps the degree where the performance curve (fewer points) allows it
     top = min(high, len(performance_points(view.task_curve)) - 1)
@@ -189,7 +189,7 @@ def test_head_graph_is_drawn_offline(browser_page):
 def test_an_export_survives_its_closed_tab(browser_page):
     """Start an export, close the tab, open a new one: the export is progressing or
     finished there, and its folder is complete and loads."""
-    from cahp_core.pruning import load_pruned
+    from cahp_core.model.pruning import load_pruned
 
     page, url, runs = browser_page
     _open(page, f"{url}/export", "Export")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from kneed import KneeLocator
 
-from cahp_core.clustering import cluster_heads
-from cahp_core.distances import HeadDistances
-from cahp_core.knee import find_knee
-from cahp_core.results import RunView
-from cahp_core.stages import clustering_options
+from cahp_core.method.clustering import cluster_heads
+from cahp_core.method.distances import HeadDistances
+from cahp_core.method.knee import find_knee
+from cahp_core.runs.results import RunView
+from cahp_core.runs.stages import clustering_options
 
 BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default_run"
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from cahp_core.baselines import gradient_selection
 from cahp_core.cli import main
 from cahp_core.errors import CAHPError
-from cahp_core.pruning import load_pruned, read_keep
-from cahp_core.results import RunView
+from cahp_core.method.baselines import gradient_selection
+from cahp_core.model.pruning import load_pruned, read_keep
+from cahp_core.runs.results import RunView
 from cahp_core.testing import save_tiny_model
 
 SUMMARY_KEYS = {
@@ -274,7 +274,7 @@ def test_a_run_from_before_the_seed_sweep_says_how_to_recluster_and_recluster_wo
     import shutil
 
     from cahp_core.atomic import load_npz, write_npz_atomic
-    from cahp_core.clustering import clusterings_from_arrays
+    from cahp_core.method.clustering import clusterings_from_arrays
 
     _, run, args = demo
     old = tmp_path / "old"

@@ -3,7 +3,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from cahp_core.atomic import load_npz, write_npz_atomic
-from cahp_core.clustering import (
+from cahp_core.errors import CAHPError
+from cahp_core.method.clustering import (
     ClusteringResult,
     classical_mds,
     cluster_heads,
@@ -19,7 +20,6 @@ from cahp_core.clustering import (
     tsne_embedding,
     umap_embedding,
 )
-from cahp_core.errors import CAHPError
 
 
 def _blobs(seed=0, per_blob=8):

@@ -34,8 +34,8 @@ def test_overlap_counts_and_jaccard():
 
 
 def test_gradient_side_keeps_cahps_count_and_its_own_accuracy():
-    from cahp_core.proximity import depth_stats
-    from cahp_core.results import RunView
+    from cahp_core.method.proximity import depth_stats
+    from cahp_core.runs.results import RunView
     from cahp_studio.dashboard.compare import cahp_side, depth_table, gradient_side
     from cahp_studio.dashboard.selection_view import degree_view, expected_accuracy
 

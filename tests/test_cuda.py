@@ -11,8 +11,8 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from cahp_core.cli import main
-from cahp_core.pipeline import run_pipeline
-from cahp_core.pruning import load_pruned
+from cahp_core.model.pruning import load_pruned
+from cahp_core.runs.pipeline import run_pipeline
 from cahp_core.testing import save_tiny_model, tiny_run_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

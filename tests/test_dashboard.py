@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cahp_core.errors import CAHPError
-from cahp_core.pruning import read_keep
+from cahp_core.model.pruning import read_keep
 from cahp_core.testing import FakeUpload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def env(tiny_runs, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_view(tiny_runs):
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
 
     return RunView(tiny_runs / "tiny-run")
 
@@ -202,8 +202,8 @@ def test_page_cahp_export_and_cahp_run_agree(env, tiny_view):
     """Every degree and both knee curves: the dashboard's selection is the selector's, the
     one `cahp export --degree D --knee-curve C` announces, and at the run's own degree the
     one `cahp run` wrote to selection.json."""
-    from cahp_core.pipeline import export_with_degree
-    from cahp_core.run_selection import fit_selector
+    from cahp_core.runs.pipeline import export_with_degree
+    from cahp_core.runs.run_selection import fit_selector
     from cahp_studio.dashboard.selection_view import degree_view
     from cahp_studio.dashboard.state import max_degree
 
@@ -255,7 +255,7 @@ def test_page_cahp_export_and_cahp_run_agree(env, tiny_view):
 def test_a_run_without_a_task_curve_has_no_performance_knee(env, tmp_path, monkeypatch, tiny_view):
     import shutil
 
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
     from cahp_studio.dashboard.state import max_degree
 
     run = tmp_path / "no-curve"
@@ -318,7 +318,7 @@ def test_clusters_page_shows_the_premise_check(env, tiny_view):
     saved = tiny_view.diagnostics
     assert _metric(at, "JM vs shuffled labels") == f"{saved['shuffled_correlation']:.2f}"
     assert _metric(at, "Split-half agreement, JS") == f"{saved['mean_agreement']['js']:.2f}"
-    from cahp_core.diagnostics import Diagnostics
+    from cahp_core.method.diagnostics import Diagnostics
 
     assert [w.value for w in at.warning] == Diagnostics.from_dict(saved).warnings()
 
@@ -537,7 +537,7 @@ def test_one_export_per_run_at_a_time_and_cancel(env, tiny_view):
 
 def test_export_of_a_bundle_copies_it_first(env, tmp_path, monkeypatch, tiny_view):
     """A weightless bundle (like the embedded example) is copied, never written."""
-    from cahp_core.results import make_bundle
+    from cahp_core.runs.results import make_bundle
 
     bundle = make_bundle(tiny_view.path, tmp_path / "bundle", command="test")
     before = sorted(p.name for p in bundle.iterdir())
@@ -595,7 +595,7 @@ def test_figures_are_pure_and_consistent():
 
 
 def test_knee_and_task_curve_figures():
-    from cahp_core.knee import find_knee
+    from cahp_core.method.knee import find_knee
     from cahp_studio.dashboard import figures
 
     x = np.arange(2, 30)
@@ -768,8 +768,8 @@ def test_uploads_with_their_own_label_column_are_split_for_the_cli(tmp_path):
 
 
 def test_stage_rows_and_timing_of_a_job():
-    from cahp_core.stages import EXPORT_STAGES
-    from cahp_core.stages import STAGE_NAMES as STAGES
+    from cahp_core.runs.stages import EXPORT_STAGES
+    from cahp_core.runs.stages import STAGE_NAMES as STAGES
     from cahp_studio.dashboard.job_view import overall_text
     from cahp_studio.dashboard.jobs import last_error, stage_fractions, timing
 
@@ -812,7 +812,7 @@ def _weights_hash(model) -> str:
 def test_five_sessions_no_cross_talk_and_the_cached_model_is_never_mutated(env, tiny_view):
     import time
 
-    from cahp_core.models import num_labels_of
+    from cahp_core.model.loading import num_labels_of
     from cahp_studio.dashboard.jobs import job_status
     from cahp_studio.dashboard.state import cached_model
 

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from cahp_core.diagnostics import (
+from cahp_core.errors import CAHPError
+from cahp_core.method.diagnostics import (
     Diagnostics,
     diagnose,
     diagnostic_classes,
     shuffled_label_correlation,
     split_half_agreement,
 )
-from cahp_core.errors import CAHPError
-from cahp_core.signatures import HeadSignatures
+from cahp_core.method.signatures import HeadSignatures
 
 
 def _signatures(seed: int, class_effect: float, layers=3, heads=4, classes=3, dims=16):
@@ -96,7 +96,7 @@ def test_diagnose_needs_every_set():
 def test_signature_sets_from_one_pass_match_separate_passes(tiny):
     """ "all" equals compute_signatures; each half equals signatures of that half alone."""
     from cahp_core.data import TASKS, tokenize_records
-    from cahp_core.signatures import compute_signature_sets, compute_signatures
+    from cahp_core.method.signatures import compute_signature_sets, compute_signatures
 
     words = ["good", "bad", "a very long and fine"] * 4
     records = [{"text": f"{w} film number {i}", "label": i % 3} for i, w in enumerate(words)]

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from cahp_core.distances import (
+from cahp_core.errors import CAHPError
+from cahp_core.method.distances import (
     HeadDistances,
     bhattacharyya_gaussian,
     feature_distance_matrix,
@@ -12,8 +13,7 @@ from cahp_core.distances import (
     jm_features,
     js_distance_matrix,
 )
-from cahp_core.errors import CAHPError
-from cahp_core.signatures import HeadSignatures
+from cahp_core.method.signatures import HeadSignatures
 
 
 def _signatures(seed=0, layers=2, heads=3, classes=3, dims=8):

@@ -18,7 +18,7 @@ BANNER = re.compile(r"plotly\.js v\d")  # the first line of every copy of plotly
 
 @pytest.fixture(scope="module")
 def example():
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
     from cahp_studio.dashboard.selection_view import degree_view
 
     view = RunView(EXAMPLE)

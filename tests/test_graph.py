@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cahp_core.errors import CAHPError
-from cahp_core.graph import (
+from cahp_core.method.graph import (
     build_head_graph,
     canonical_labels,
     graph_to_json,

@@ -18,7 +18,7 @@ import pytest
 
 from cahp_core.cli import main
 from cahp_core.errors import RunFolderError
-from cahp_core.pipeline import run_pipeline
+from cahp_core.runs.pipeline import run_pipeline
 from cahp_core.testing import save_tiny_model, tiny_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def world(tmp_path_factory, tiny_runs) -> dict[str, Path]:
         json.dumps({"model_type": "bert", "hidden_size": 30, "num_attention_heads": 4}),
     )
     # a 3-label classifier checkpoint (SST-5 needs 5 labels)
-    from cahp_core.models import tiny_bert
+    from cahp_core.model.loading import tiny_bert
 
     three = tiny_bert(num_labels=3)
     three.model.save_pretrained(base / "three_labels")
@@ -402,13 +402,13 @@ SLOW_RUN = textwrap.dedent(
     """
     import importlib, sys, time
     from pathlib import Path
-    import cahp_core.pipeline as pipeline
+    import cahp_core.runs.pipeline as pipeline
     from cahp_core.testing import tiny_run_config
 
     model, run_dir, hook, marker = sys.argv[1:5]
     if hook != "none":
         module_name, hook = hook.split(".")
-        module = importlib.import_module(f"cahp_core.{module_name}")
+        module = importlib.import_module(f"cahp_core.runs.{module_name}")
         original = getattr(module, hook)
 
         def paused(*args, **kwargs):
@@ -513,7 +513,7 @@ def test_a_refused_second_writer_changes_no_file(world, tmp_path, capsys):
 
 def test_a_refused_writer_leaves_no_new_folder(tmp_path):
     """A folder the refused writer would have created is not left behind."""
-    from cahp_core.runs import locked_folder
+    from cahp_core.runs.folder import locked_folder
 
     run_dir = tmp_path / "new-run"
     with locked_folder(run_dir):
@@ -530,7 +530,7 @@ PAUSED_EXPORT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    import cahp_core.exporting as exporting
+    import cahp_core.runs.exporting as exporting
     from cahp_core.cli import main
 
     run_dir, out, marker = sys.argv[1:4]
@@ -612,6 +612,6 @@ def test_the_remote_code_check_finds_a_call():
 
 
 def test_trust_remote_code_is_off_by_default():
-    from cahp_core.config import RunConfig
+    from cahp_core.runs.config import RunConfig
 
     assert RunConfig().trust_remote_code is False

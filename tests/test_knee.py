@@ -6,7 +6,7 @@ import pytest
 from kneed import KneeLocator
 
 from cahp_core.errors import CAHPError
-from cahp_core.knee import check_degree, chord_knee, find_knee, fit_polynomial
+from cahp_core.method.knee import check_degree, chord_knee, find_knee, fit_polynomial
 
 X = np.arange(2, 71, dtype=float)
 

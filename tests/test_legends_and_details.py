@@ -11,7 +11,7 @@ import plotly.io as pio
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cahp_core.selection import complementary_selection, layer_normalised
+from cahp_core.method.selection import complementary_selection, layer_normalised
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "pages"
@@ -30,7 +30,7 @@ def env(tiny_runs, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_view(tiny_runs):
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
 
     return RunView(tiny_runs / "tiny-run")
 
@@ -73,7 +73,7 @@ def test_cluster_colours_never_repeat():
 
 
 def test_the_embedded_example_has_a_colour_per_cluster():
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
     from cahp_studio.dashboard.theme import cluster_color
 
     view = RunView(EXAMPLE)
@@ -198,7 +198,7 @@ def test_verdict_of_another_rule_names_it_and_the_paper_rule():
 
 
 def test_rank_mates_and_details_of_the_example():
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
     from cahp_studio.dashboard.head_details import cluster_mates, gradient_rank, head_details
 
     assert cluster_mates(RESCUE_LABELS, 2, 0, 0) == [(1, 0)]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cahp_core.errors import CAHPError
-from cahp_core.masking import head_gates, keep_to_gates
+from cahp_core.model.masking import head_gates, keep_to_gates
 
 
 def _logits(model, batch):

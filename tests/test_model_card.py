@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from cahp_core.errors import CAHPError
-from cahp_core.model_card import (
+from cahp_core.model.loading import LoadedModel
+from cahp_core.model.model_card import (
     CARD_FILE,
     FIGURE_FILE,
     NOT_RECORDED,
     model_card,
     write_model_card,
 )
-from cahp_core.models import LoadedModel
-from cahp_core.pruning import card_head_map, read_keep, remove_heads, save_pruned
-from cahp_core.run_format import EXPORT_INFO
+from cahp_core.model.pruning import card_head_map, read_keep, remove_heads, save_pruned
+from cahp_core.runs.run_format import EXPORT_INFO
 
 KEPT = [[0, 2, 3], []]
 

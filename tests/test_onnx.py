@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from cahp_core import onnx_export
 from cahp_core.errors import CAHPError
-from cahp_core.onnx_export import (
+from cahp_core.model import onnx_export
+from cahp_core.model.onnx_export import (
     export_onnx,
     export_onnx_report,
     onnx_accuracy,
     onnx_logits,
 )
-from cahp_core.pruning import remove_heads
-from cahp_core.training import evaluate
+from cahp_core.model.pruning import remove_heads
+from cahp_core.model.training import evaluate
 
 # a batch and sequence length different from the traced ones (2 sentences, 8 tokens)
 TEXTS = ["one", "a much longer sentence than the examples used to trace", "three words here"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cahp_core.progress import (
+from cahp_core.runs.progress import (
     DEFAULT_STAGE_SECONDS,
     ProgressTracker,
     eta_seconds,
@@ -14,8 +14,8 @@ from cahp_core.progress import (
     measured_history,
     stage_weights,
 )
-from cahp_core.stages import EXPORT_STAGES
-from cahp_core.stages import STAGE_NAMES as STAGES
+from cahp_core.runs.stages import EXPORT_STAGES
+from cahp_core.runs.stages import STAGE_NAMES as STAGES
 
 
 def test_weights_come_from_measured_stage_costs_else_the_default_table():

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from cahp_core.errors import CAHPError
-from cahp_core.proximity import compare_depths, depth_stats
+from cahp_core.method.proximity import compare_depths, depth_stats
 
 
 def _map(layers=6, heads=12, **rows):

@@ -16,7 +16,7 @@ from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from cahp_core.errors import CAHPError
-from cahp_core.proximity import (
+from cahp_core.method.proximity import (
     common_curve_count,
     format_p,
     proximity_table,
@@ -212,7 +212,7 @@ def _verdicts(at: AppTest) -> dict[str, str]:
 
 
 def test_the_page_gives_a_verdict_at_one_head_count(tiny_runs, monkeypatch):
-    from cahp_core.results import RunView
+    from cahp_core.runs.results import RunView
 
     monkeypatch.setenv("CAHP_RUNS_DIR", str(tiny_runs))
     monkeypatch.setenv("CAHP_DEFAULT_RUN", str(tiny_runs / "tiny-run"))

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cahp_core.errors import CAHPError
-from cahp_core.heads import head_layout
-from cahp_core.masking import head_gates, keep_to_gates
-from cahp_core.models import count_parameters, load_model
-from cahp_core.pruning import load_pruned, read_keep, remove_heads, save_pruned
+from cahp_core.model.heads import head_layout
+from cahp_core.model.loading import count_parameters, load_model
+from cahp_core.model.masking import head_gates, keep_to_gates
+from cahp_core.model.pruning import load_pruned, read_keep, remove_heads, save_pruned
 
 
 def _logits(model, batch):

@@ -16,11 +16,11 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from cahp_core.errors import CAHPError, UnsupportedArchitectureError
-from cahp_core.heads import SUPPORTED_MODEL_TYPES
-from cahp_core.models import LoadedModel, load_model
-from cahp_core.pruning import load_pruned, remove_heads, save_pruned
-from cahp_core.remote_code import MODELING_FILE, REMOTE_CLASSES, auto_map
-from cahp_core.remote_code import modeling_cahp_pruned as remote
+from cahp_core.model.heads import SUPPORTED_MODEL_TYPES
+from cahp_core.model.loading import LoadedModel, load_model
+from cahp_core.model.pruning import load_pruned, remove_heads, save_pruned
+from cahp_core.model.remote_code import MODELING_FILE, REMOTE_CLASSES, auto_map
+from cahp_core.model.remote_code import modeling_cahp_pruned as remote
 
 TEXTS = ["a great and moving film", "dull", "the plot makes no sense at all , sadly"]
 UNEVEN = np.array([[True, False, True, True], [False, False, False, False]])  # 3 heads, then 0
@@ -200,7 +200,7 @@ def test_modeling_file_ships_in_the_package():
     from setuptools import find_packages
 
     root = Path(__file__).resolve().parents[1]
-    assert "cahp_core.remote_code" in find_packages(str(root), include=["cahp_core*"])
+    assert "cahp_core.model.remote_code" in find_packages(str(root), include=["cahp_core*"])
 
 
 def test_plain_class_keeps_all_heads_without_a_head_map(tiny):

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from cahp_core.cli import main
-from cahp_core.config import PRESETS, file_config, read_config_file
 from cahp_core.errors import CAHPError
-from cahp_core.run_format import MANIFEST
+from cahp_core.runs.config import PRESETS, file_config, read_config_file
+from cahp_core.runs.run_format import MANIFEST
 from cahp_core.testing import save_tiny_model, tiny_run_config
 
 

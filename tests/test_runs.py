@@ -29,7 +29,7 @@ from cahp_core.atomic import (
     write_text_atomic,
 )
 from cahp_core.errors import CAHPError, RunFolderError
-from cahp_core.runs import (
+from cahp_core.runs.folder import (
     FORMAT_VERSION,
     RunFolder,
     config_differences,
@@ -262,7 +262,7 @@ def test_corrupt_or_missing_artefacts_are_recomputed(tmp_path, caplog):
 
     data = run.path("distances.npz").read_bytes()
     run.path("distances.npz").write_bytes(data[: len(data) // 2])  # truncated
-    with caplog.at_level(logging.WARNING, logger="cahp_core.runs"):
+    with caplog.at_level(logging.WARNING, logger="cahp_core.runs.folder"):
         assert not RunFolder.open(tmp_path / "run").is_done("distances")
     assert "distances.npz" in caplog.text and "recomputed" in caplog.text
 
@@ -358,7 +358,7 @@ def _lock_held_elsewhere(run_dir: Path):
     """A separate process holding the run's lock until the block ends."""
     code = textwrap.dedent(f"""
         import time
-        from cahp_core.runs import RunFolder
+        from cahp_core.runs.folder import RunFolder
         with RunFolder.open({str(run_dir)!r}).lock():
             print("locked", flush=True)
             time.sleep(60)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cahp_core.errors import CAHPError
-from cahp_core.salience import gradient_salience, min_max
+from cahp_core.method.salience import gradient_salience, min_max
 
 
 def _features(tokenizer, n=16):

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-import cahp_core.selection as selection_module
-from cahp_core.clustering import ClusteringResult
+import cahp_core.method.selection as selection_module
 from cahp_core.errors import CAHPError
-from cahp_core.selection import CAHPSelector, complementary_selection
-from cahp_core.signatures import HeadSignatures
+from cahp_core.method.clustering import ClusteringResult
+from cahp_core.method.selection import CAHPSelector, complementary_selection
+from cahp_core.method.signatures import HeadSignatures
 
 
 def _signatures(seed=0, layers=3, heads=4, classes=3, dims=16):
@@ -285,7 +285,7 @@ def test_consensus_is_the_seed_closest_to_all_others():
 
 
 def test_consensus_index_by_hand():
-    from cahp_core.selection import consensus_index
+    from cahp_core.method.selection import consensus_index
 
     a = np.array([[1, 0, 0, 0]], dtype=bool)
     b = np.array([[1, 1, 0, 0]], dtype=bool)
@@ -296,7 +296,7 @@ def test_consensus_index_by_hand():
 
 
 def test_performance_knee_from_the_measured_curve():
-    from cahp_core.selection import performance_points
+    from cahp_core.method.selection import performance_points
 
     records = [{"k": None, "method": "cahp", "accuracy": 0.9}] + [
         {"k": k, "method": m, "accuracy": acc}

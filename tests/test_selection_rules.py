@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from cahp_core.baselines import gradient_selection, top_n
-from cahp_core.clustering import ClusteringResult
 from cahp_core.errors import CAHPError
-from cahp_core.selection import (
+from cahp_core.method.baselines import gradient_selection, top_n
+from cahp_core.method.clustering import ClusteringResult
+from cahp_core.method.selection import (
     CAHPSelector,
     complementary_selection,
     fill_empty_layers,
@@ -168,7 +168,7 @@ def test_selector_rule_needs_distances_and_valid_parameters():
 
 
 def test_selector_fit_passes_its_own_distances_to_the_rule():
-    from cahp_core.signatures import HeadSignatures
+    from cahp_core.method.signatures import HeadSignatures
 
     rng = np.random.default_rng(0)
     sig = HeadSignatures(

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cahp_core.errors import CAHPError
-from cahp_core.signatures import (
+from cahp_core.method.signatures import (
     HeadSignatures,
     StreamingMoments,
     compute_signatures,

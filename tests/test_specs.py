@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cahp_core.errors import CAHPError
-from cahp_core.specs import (
+from cahp_core.method.specs import (
     format_head_spec,
     keep_from_dict,
     keep_to_removed,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cahp_core.errors import CAHPError
-from cahp_core.training import log_softmax, predict, predict_logits, prediction_kl
+from cahp_core.model.training import log_softmax, predict, predict_logits, prediction_kl
 
 
 def test_prediction_kl_by_hand():
@@ -47,7 +47,7 @@ def _reference_logits(model, tokenizer, features, batch_size, keep=None):
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
-    from cahp_core.masking import head_gates, keep_to_gates
+    from cahp_core.model.masking import head_gates, keep_to_gates
 
     order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
     inputs = [{k: v for k, v in features[i].items() if k != "labels"} for i in order]
@@ -71,7 +71,7 @@ def _features(tiny, n: int = 11):
 
 
 def test_eval_batches_are_sorted_padded_per_batch_and_keep_labels(tiny):
-    from cahp_core.training import eval_batches
+    from cahp_core.model.training import eval_batches
 
     features = _features(tiny)
     batches = eval_batches(tiny.tokenizer, features, batch_size=4)
@@ -87,7 +87,7 @@ def test_eval_batches_are_sorted_padded_per_batch_and_keep_labels(tiny):
 def test_predict_logits_with_eval_batches_is_bit_identical_to_the_loader(tiny):
     """Collating once and reusing the batches (the task curve) changes no logit, masked or
     not, and evaluate's metrics are the same from features or from prepared batches."""
-    from cahp_core.training import eval_batches, evaluate
+    from cahp_core.model.training import eval_batches, evaluate
 
     features = _features(tiny)
     keep = np.array([[True, False, True, False], [False, True, True, True]])
