@@ -35,6 +35,7 @@ import torch
 from common import machine, parse_args, work_dir, write_results
 
 from cahp_core.data import load_task, subset, tokenize_records
+from cahp_core.model.folder_format import EXPORT_INFO
 from cahp_core.model.heads import head_layout
 from cahp_core.model.latency import batch_of, interleaved_latency_ms, onnx_runner, torch_runner
 from cahp_core.model.loading import LoadedModel, count_parameters, tiny_bert
@@ -150,7 +151,7 @@ def cached_pruned(ctx, selector, folder: Path) -> LoadedModel:
 
     keep = selector.support_
     key = {"run": ctx.run.root.name, "full_model": ctx.run.stages["finetune"]["artefacts"]}
-    info_path = folder / "cahp_export.json"
+    info_path = folder / EXPORT_INFO
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     same = all(info.get(k) == v for k, v in key.items())
     if not (same and np.array_equal(read_keep(folder), keep)):

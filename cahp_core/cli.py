@@ -246,14 +246,11 @@ def cmd_evaluate(args) -> int:
 def cmd_prune(args) -> int:
     import copy
 
-    from cahp_core.atomic import write_json_atomic
     from cahp_core.method.specs import parse_head_spec, removed_to_keep
     from cahp_core.model.heads import head_layout
     from cahp_core.model.loading import LoadedModel, count_parameters, load_model, num_labels_of
-    from cahp_core.model.model_card import write_model_card
     from cahp_core.model.onnx_export import ONNX_FILE, export_onnx_report
     from cahp_core.model.pruning import remove_heads, save_pruned
-    from cahp_core.runs.run_format import EXPORT_INFO
 
     source = Path(args.model_dir)
     if not (source / "config.json").is_file():
@@ -278,9 +275,7 @@ def cmd_prune(args) -> int:
             report = export_onnx_report(
                 pruned.model, pruned.tokenizer, folder / ONNX_FILE, quantize=args.quantize
             )
-            head_map["cahp"]["onnx"] = report.to_dict()
-            write_json_atomic(folder / EXPORT_INFO, head_map["cahp"])
-            write_model_card(folder, head_map)
+            head_map["cahp"]["onnx"] = report.to_dict()  # in the record and the card
 
     out = save_pruned(pruned, keep, args.out, extra=extra, complete=add_onnx)
     after = count_parameters(pruned.model)

@@ -530,18 +530,18 @@ PAUSED_EXPORT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    import cahp_core.runs.exporting as exporting
+    import cahp_core.model.pruning as pruning
     from cahp_core.cli import main
 
     run_dir, out, marker = sys.argv[1:4]
-    original = exporting.write_model_card
+    original = pruning.write_model_card
 
     def paused(*args, **kwargs):  # the last step inside the staging folder
         original(*args, **kwargs)
         Path(marker).write_text("in staging")
         time.sleep(120)
 
-    exporting.write_model_card = paused
+    pruning.write_model_card = paused
     sys.exit(main(["export", run_dir, "--degree", "2", "--out", out, "--onnx"]))
     """
 )

@@ -172,8 +172,10 @@ def save_pruned(
     ``cahp_export.json`` (``extra``: what the export kept and measured) and a README.md model
     card.
 
-    ``complete(staging_folder, head_map)`` adds more files (ONNX graphs, ...) before the
-    folder appears under its name: an interrupted save leaves no half-written folder."""
+    ``complete(staging_folder, head_map)`` adds more files (ONNX graphs, ...) and what it
+    measured to ``head_map["cahp"]``; the export record and the card are written after it,
+    once, and the folder appears under its name only then: an interrupted save leaves no
+    half-written folder."""
     keep = np.asarray(keep, dtype=bool)
     _check_saved_layout(loaded.model, keep)
     out = Path(out_dir)
@@ -184,10 +186,10 @@ def save_pruned(
         loaded.tokenizer.save_pretrained(tmp)
         _add_remote_code(tmp, keep)
         head_map = card_head_map(keep, extra)
-        write_json_atomic(tmp / EXPORT_INFO, head_map["cahp"])
-        write_model_card(tmp, head_map)
         if complete is not None:
             complete(tmp, head_map)
+        write_json_atomic(tmp / EXPORT_INFO, head_map["cahp"])
+        write_model_card(tmp, head_map)  # last: it lists the files on disk
         replace_dir_atomic(tmp, out)
     finally:
         if tmp.exists():

@@ -292,10 +292,14 @@ def finetune_pretrained(
     device: str = "auto",
     trust_remote_code: bool = False,
     progress: ProgressCallback | None = None,
+    features: Callable[[str], list[dict]] | None = None,
 ) -> tuple[LoadedModel, dict]:
     """Load ``model`` with a new classifier head for ``task`` (initialised from
     ``config.seed``), fine-tune it on the task's training split and evaluate it on its
     evaluation split: what ``cahp run`` and ``cahp finetune`` both do first.
+
+    ``features(split)``, when given, are the split's examples already tokenized with this
+    model's tokenizer (a run tokenizes them once for all its stages).
 
     Returns the model and its report: ``accuracy``, ``macro_f1``, ``n``, ``split``,
     ``params`` and ``train`` (the training statistics)."""
@@ -305,6 +309,8 @@ def finetune_pretrained(
     )
 
     def tokenized(split: str) -> list[dict]:
+        if features is not None:
+            return features(split)
         return tokenize_records(task.splits[split], loaded.tokenizer, task.spec, max_length)
 
     stats = finetune(

@@ -11,17 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cahp_core.atomic import write_json_atomic
 from cahp_core.data import subset
 from cahp_core.model.latency import export_latency_ms
 from cahp_core.model.loaded_model import LoadedModel
 from cahp_core.model.loading import count_parameters
-from cahp_core.model.model_card import write_model_card
 from cahp_core.model.onnx_export import ONNX_FILE, export_onnx_report, int8_path_for, onnx_accuracy
 from cahp_core.model.pruning import remove_heads, save_pruned
 from cahp_core.model.training import FINETUNE_SHARE, FinetuneConfig, evaluate, finetune
 from cahp_core.runs.run_context import RunContext
-from cahp_core.runs.run_format import EXPORT_INFO, MODEL
+from cahp_core.runs.run_format import MODEL
 
 
 def prune_finetune(
@@ -103,7 +101,7 @@ def export_selection(
         **(extra or {}),
     }
 
-    def complete(folder: Path, head_map: dict) -> None:
+    def complete(folder: Path, head_map: dict) -> None:  # head_map["cahp"] is info
         if onnx or quantize:
             info.update(_onnx_files(ctx, pruned, folder, quantize, stage))
         if next(pruned.model.parameters()).device.type == "cpu":  # beside ONNX on the CPU
@@ -111,8 +109,6 @@ def export_selection(
             info["latency_ms"] = _card_latency(ctx, pruned, folder)
         ctx.progress(stage, 0.98, "writing the model card")
         info["size_pruned_bytes"] = _weights_bytes(folder)
-        write_model_card(folder, head_map)  # head_map["cahp"] is info
-        write_json_atomic(folder / EXPORT_INFO, info)
 
     save_pruned(pruned, keep, out_dir, extra=info, complete=complete)
     ctx.progress(stage, 1.0, f"accuracy after fine-tuning {after['accuracy']:.3f}")

@@ -26,25 +26,10 @@ from cahp_core.runs.run_selection import fit_selector
 from cahp_core.runs.stages import RECLUSTER_STAGES, STAGE_NAMES, STAGES, selection_record
 
 
-def skipped(ctx: RunContext, name: str) -> bool:
-    """A stage not done whose every dependent is done: nothing needs it now (a run whose
-    distances are done does not recompute the signatures they came from). Should a
-    dependent turn out to need it after all, it is computed then."""
-    dependents = ctx.dependents(name)
-    return (
-        not ctx.run.is_done(name)
-        and bool(dependents)
-        and all(ctx.stages[d].cached and ctx.run.is_done(d) for d in dependents)
-    )
-
-
 def run_stages(ctx: RunContext) -> None:
-    """Every stage in run order: reused when done, computed otherwise."""
+    """Every stage in run order: reused when done, computed otherwise (or not needed)."""
     for name in STAGE_NAMES:
-        if skipped(ctx, name):
-            ctx.progress(name, 1.0, "not needed: the stages that use it are done")
-        else:
-            ctx.ensure(name)
+        ctx.ensure(name)
 
 
 # ---------------------------------------------------------------- the whole pipeline

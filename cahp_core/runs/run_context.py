@@ -132,23 +132,20 @@ class RunContext:
         """The result of stage ``name``: from this context, from the run folder when the
         stage is reusable, or computed (after the stages it needs)."""
         if name not in self._results:
-            stage = self.stages[name]
-            if self.is_reusable(name):
-                self.progress(name, 1.0, "reused from the run folder")
-                self._results[name] = self.load(name)
-            else:
-                needed = {n: self.result(n) for n in stage.needs}
-                self._results[name] = self._compute(stage, needed)
+            self._results[name] = self.load(name) if self._reuse(name) else self._compute(name)
         return self._results[name]
 
     def ensure(self, name: str) -> None:
-        """Make stage ``name`` done without loading its result when it already is."""
-        if name in self._results:
+        """Make stage ``name`` done, without loading its result when it already is. A stage
+        that is not done but whose every dependent is (a run whose distances are done does
+        not need the signatures they came from) is not run now; should a dependent need it
+        after all, ``result`` computes it then."""
+        if name in self._results or self._reuse(name):
             return
-        if self.is_reusable(name):
-            self.progress(name, 1.0, "reused from the run folder")
-        else:
-            self.result(name)
+        if self._not_needed(name):
+            self.progress(name, 1.0, "not needed: the stages that use it are done")
+            return
+        self._results[name] = self._compute(name)
 
     def load(self, name: str) -> Any:
         """A finished stage's result, read from the run folder (a RunFolderError naming the
@@ -160,17 +157,28 @@ class RunContext:
             raw = run_format.read(self.run.root, stage.artefact)
         return stage.decode(self, raw) if stage.decode else raw
 
-    def dependents(self, name: str) -> list[str]:
-        """The stages that need stage ``name`` directly."""
-        return [s.name for s in self.stages.values() if name in s.needs]
+    def _reuse(self, name: str) -> bool:
+        """``is_reusable`` (checked once per visit: it hashes the artefacts), said on the
+        stage's progress line when true."""
+        if not self.is_reusable(name):
+            return False
+        self.progress(name, 1.0, "reused from the run folder")
+        return True
 
-    def _compute(self, stage: Stage, needed: dict[str, Any]) -> Any:
-        with self.run.stage(stage.name) as recorder:
+    def _not_needed(self, name: str) -> bool:
+        dependents = [s for s in self.stages.values() if name in s.needs]
+        return bool(dependents) and all(s.cached and self.run.is_done(s.name) for s in dependents)
+
+    def _compute(self, name: str) -> Any:
+        """Compute stage ``name`` after the stages it needs; record it in the manifest."""
+        stage = self.stages[name]
+        needed = {n: self.result(n) for n in stage.needs}
+        with self.run.stage(name) as recorder:
             value = stage.compute(self, recorder, **needed)
             if stage.encode is not None:
                 run_format.write(self.run.root, stage.artefact, stage.encode(value))
             recorder.add_artefact(stage.artefact.file)
-        self.progress(stage.name, 1.0, stage.describe(value) if stage.describe else "done")
+        self.progress(name, 1.0, stage.describe(value) if stage.describe else "done")
         return value
 
     def stage_progress(

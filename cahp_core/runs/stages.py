@@ -70,6 +70,7 @@ def finetune_stage(ctx: RunContext, st: StageRecorder) -> LoadedModel:
         device=c.device,
         trust_remote_code=c.trust_remote_code,
         progress=ctx.stage_progress("finetune", 0.0, 0.98),
+        features=ctx.features,  # tokenized once, for this stage and every later one
     )
     ctx.progress("finetune", 0.98, "saving the model")
     save_model_folder(loaded, MODEL.path(ctx.run.root))
